@@ -1,0 +1,1 @@
+"""ONNX export of RID generators (manifest, parity, web variants). Built in the "Export" issue."""

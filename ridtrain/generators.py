@@ -1,0 +1,265 @@
+"""RID generators: x in [0,1] -> delta = eps * tanh(g(x)), |delta| <= eps.
+
+Two families share one contract (`forward(x, eps=None) -> delta`):
+- `CompactGenerator` (rid-s, rid-m): fully convolutional, works at 1/4 resolution after a
+  pixel-unshuffle so that it is cheap enough for a browser. Uses only Conv, Resize, Add/Mul,
+  Sigmoid/Tanh, Concat and depth-to-space, which onnxruntime-web runs on WebGPU and WASM.
+- `DiTGenerator` (rid-dit): the paper's pixel-space DiT (patch 16, hidden 1152, depth 14).
+
+Both are diffusers `ModelMixin`s, so `save_pretrained`/`from_pretrained` write and read
+config.json + safetensors; `load_generator` picks the class from config.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+
+ALLOWED_EPS = (4, 8, 12, 16)  # 8-bit levels: eps=8 means 8/255 on the [0,1] scale
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "default"
+
+
+def check_eps(eps: int) -> int:
+    if eps not in ALLOWED_EPS:
+        raise ValueError(f"eps must be one of {ALLOWED_EPS} (8-bit levels), got {eps!r}")
+    return eps
+
+
+class _Generator(ModelMixin, ConfigMixin):
+    """Shared output rule: delta = eps * tanh(raw)."""
+
+    stride: int = 1
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+        """x: (N,3,H,W) in [0,1], H and W multiples of `self.stride`. eps on the [0,1] scale;
+        defaults to the trained eps. Returns delta with |delta| <= eps."""
+        if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
+            raise ValueError(f"H and W must be multiples of {self.stride}, got {tuple(x.shape[-2:])}")
+        eps = self.config.eps / 255.0 if eps is None else eps
+        return eps * torch.tanh(self.raw(x))
+
+    def protect(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+        return (x + self(x, eps)).clamp(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- compact family
+
+
+class ResBlock(nn.Module):
+    """conv-SiLU-conv with identity skip; no normalisation (as in EDSR), which keeps the exported
+    graph to Conv/Mul/Sigmoid/Add."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(F.silu(self.conv1(x)))
+
+
+class CompactGenerator(_Generator):
+    """A small UNet in pixel-unshuffled space.
+
+    512² input -> unshuffle(r) -> (3r², 512/r, 512/r) -> stem -> down x levels -> up with additive
+    skips -> 1x1 head -> shuffle(r). Full-resolution detail lives in the channels; the stride is
+    r * 2**(levels-1).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        eps: int = 8,
+        unshuffle: int = 4,
+        channels: tuple[int, ...] = (32, 64, 128),
+        blocks: tuple[int, ...] = (0, 2, 2),
+        up_blocks: tuple[int, ...] = (0, 1),
+    ):
+        super().__init__()
+        check_eps(eps)
+        if not (len(channels) == len(blocks) == len(up_blocks) + 1):
+            raise ValueError("need len(channels) == len(blocks) == len(up_blocks) + 1")
+        self.stride = unshuffle * 2 ** (len(channels) - 1)
+        self.to_space = nn.PixelUnshuffle(unshuffle)
+        self.from_space = nn.PixelShuffle(unshuffle)
+        c_in = 3 * unshuffle**2
+        self.stem = nn.Conv2d(c_in, channels[0], 3, padding=1)
+        self.downs = nn.ModuleList(
+            [nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(channels[:-1], channels[1:])]
+        )
+        self.enc = nn.ModuleList([nn.Sequential(*[ResBlock(c) for _ in range(n)]) for c, n in zip(channels, blocks)])
+        self.ups = nn.ModuleList([nn.Conv2d(b, a, 1) for a, b in zip(channels[:-1], channels[1:])])
+        self.dec = nn.ModuleList(
+            [nn.Sequential(*[ResBlock(c) for _ in range(n)]) for c, n in zip(channels[:-1], up_blocks)]
+        )
+        self.head = nn.Conv2d(channels[0], c_in, 1)
+        nn.init.zeros_(self.head.weight)  # delta = 0 at initialisation
+        nn.init.zeros_(self.head.bias)
+
+    def raw(self, x):
+        h = F.silu(self.stem(self.to_space(2 * x - 1)))  # (N, c0, H/r, W/r)
+        skips = []
+        for i, enc in enumerate(self.enc):
+            if i > 0:
+                h = F.silu(self.downs[i - 1](h))
+            h = enc(h)
+            skips.append(h)
+        for i in reversed(range(len(self.ups))):
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = self.dec[i](F.silu(self.ups[i](h)) + skips[i])
+        return self.from_space(self.head(h))  # (N, 3, H, W)
+
+
+# ----------------------------------------------------------------------------- DiT
+
+
+def sincos_pos_embed(dim: int, gh: int, gw: int, device=None) -> torch.Tensor:
+    """2D sine-cosine position embedding for any grid, (gh*gw, dim); computed on the fly so the
+    DiT accepts any H, W that are multiples of its patch size."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
+    ys, xs = torch.meshgrid(
+        torch.arange(gh, device=device, dtype=torch.float32),
+        torch.arange(gw, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    out = [f(c.reshape(-1, 1) * omega) for c in (ys, xs) for f in (torch.sin, torch.cos)]
+    return torch.cat(out, dim=1)
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        mlp = int(hidden * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp), nn.GELU(approximate="tanh"), nn.Linear(mlp, hidden))
+        self.ada = nn.Linear(hidden, 6 * hidden)
+        nn.init.zeros_(self.ada.weight)  # adaLN-Zero
+        nn.init.zeros_(self.ada.bias)
+
+    def attn(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+    def forward(self, x, c):
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=1)
+        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), sh1, sc1))
+        return x + g2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), sh2, sc2))
+
+
+class DiTGenerator(_Generator):
+    """Pixel-space DiT with adaLN conditioned on a constant zero vector, as in the RID paper."""
+
+    @register_to_config
+    def __init__(
+        self,
+        eps: int = 8,
+        patch: int = 16,
+        hidden: int = 1152,
+        depth: int = 14,
+        heads: int = 8,
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__()
+        check_eps(eps)
+        self.stride = patch
+        self.patchify = nn.Conv2d(3, hidden, patch, stride=patch)
+        self.layers = nn.ModuleList([DiTBlock(hidden, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Linear(hidden, 2 * hidden)
+        self.out = nn.Linear(hidden, patch * patch * 3)
+        for layer in (self.final_ada, self.out):  # delta = 0 at initialisation
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def raw(self, x):
+        n, _, h, w = x.shape
+        p, gh, gw = self.config.patch, h // self.config.patch, w // self.config.patch
+        t = self.patchify(2 * x - 1).flatten(2).transpose(1, 2)  # (N, T, hidden)
+        t = t + sincos_pos_embed(self.config.hidden, gh, gw, x.device).to(t.dtype)
+        c = torch.zeros(n, self.config.hidden, device=x.device, dtype=t.dtype)
+        for block in self.layers:
+            t = block(t, c)
+        shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=1)
+        t = self.out(modulate(self.norm(t), shift, scale))  # (N, T, p*p*3)
+        t = t.view(n, gh, gw, p, p, 3).permute(0, 5, 1, 3, 2, 4)  # (N, 3, gh, p, gw, p)
+        return t.reshape(n, 3, h, w)
+
+
+# ----------------------------------------------------------------------------- registry
+
+ARCHS: dict[str, tuple[type[_Generator], dict]] = {
+    "rid-s": (CompactGenerator, dict(channels=(32, 64, 128), blocks=(0, 2, 2), up_blocks=(0, 1))),
+    "rid-m": (CompactGenerator, dict(channels=(48, 96, 192), blocks=(1, 2, 3), up_blocks=(1, 2))),
+    "rid-dit": (DiTGenerator, dict()),
+}
+CLASSES = {cls.__name__: cls for cls, _ in ARCHS.values()}
+
+
+def build_generator(arch: str, eps: int = 8, **overrides) -> _Generator:
+    """A freshly initialised generator of a named architecture; `overrides` shrink it for tests."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
+    cls, kwargs = ARCHS[arch]
+    return cls(eps=eps, **{**kwargs, **overrides})
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A bundled model name (a folder of ridtrain/weights/) or a path to a saved generator."""
+    path = Path(name_or_path)
+    if (path / "config.json").is_file():
+        return path
+    bundled = WEIGHTS_DIR / str(name_or_path)
+    if (bundled / "config.json").is_file():
+        return bundled
+    names = sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").is_file()) if WEIGHTS_DIR.is_dir() else []
+    raise FileNotFoundError(f"no generator at {name_or_path!r}: not a folder with config.json, nor a bundled model {names}")
+
+
+def load_generator(name_or_path: str | Path = DEFAULT_MODEL) -> _Generator:
+    """Load a saved generator (bundled name or folder), in eval mode on CPU."""
+    path = resolve_model_path(name_or_path)
+    class_name = json.loads((path / "config.json").read_text())["_class_name"]
+    if class_name not in CLASSES:
+        raise ValueError(f"{path}/config.json names unknown class {class_name!r}; known: {sorted(CLASSES)}")
+    return CLASSES[class_name].from_pretrained(path).eval()
+
+
+def model_card(name_or_path: str | Path = DEFAULT_MODEL) -> dict:
+    """What a saved generator was trained against (model_card.json beside its weights), or {}."""
+    card = resolve_model_path(name_or_path) / "model_card.json"
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: _Generator, size: int = 512) -> int:
+    """Forward FLOPs (multiply-add = 2) for one size x size image, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, size, size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops()

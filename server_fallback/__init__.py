@@ -1,0 +1,1 @@
+"""FastAPI server fallback and `rid serve`. Built in the "Server fallback" issue."""
