@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,8 +16,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="RID: real-ti
 def _bundled_note() -> str:
     from ridtrain.generators import model_card
 
-    card = model_card(DEFAULT_MODEL)
-    return card.get("summary", "The bundled default model has no model card.")
+    try:
+        return model_card(DEFAULT_MODEL).get("summary", "it has no model card.")
+    except FileNotFoundError:
+        return "missing from this installation."
 
 
 @app.command(epilog=f"Bundled default model: {_bundled_note()}")
@@ -33,3 +36,131 @@ def protect(
     from ridtrain.protect import run_protect
 
     raise typer.Exit(run_protect(inputs, out, model=model, eps=eps, fmt=fmt, overwrite=overwrite, keep_metadata=keep_metadata))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML training config (see configs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in the output folder."),
+):
+    """Train a RID generator with Adv-SDS. Extra KEY=VALUE arguments override the config, e.g.
+    `rid train --config cfg.yaml steps=100 batch=4`. Under `accelerate launch -m ridtrain.cli train ...`
+    it runs data-parallel on many GPUs or nodes."""
+    from ridtrain.config import TrainConfig
+    from ridtrain.train import train as run_train
+
+    try:
+        cfg = TrainConfig.load(config, ctx.args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(str(err))
+    final = run_train(cfg, resume=resume)
+    typer.echo(f"saved {final}")
+
+
+@app.command()
+def attack(
+    images: Path = typer.Argument(..., help="Image file or folder (recursive)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Writes OUT/deltas/<name>.safetensors and OUT/images/<name>.png."),
+    targets: List[str] = typer.Option(..., "--target", "-t", help="Diffusers checkpoint folder; repeat for an ensemble."),
+    method: str = typer.Option("advdm", "--method", help="advdm or aspl (ASPL-lite)."),
+    eps: int = typer.Option(8, "--eps", help="Bound in 8-bit levels (4, 8, 12, 16)."),
+    steps: int = typer.Option(50, "--steps", help="PGD steps (advdm); per round for aspl."),
+    step_size: float = typer.Option(1.0, "--step-size", help="PGD step in 8-bit levels."),
+    rounds: int = typer.Option(5, "--rounds", help="aspl: rounds of surrogate fine-tuning + PGD."),
+    side: int = typer.Option(512, "--side", help="Working size: shorter side, as in training."),
+    shard: str = typer.Option("0/1", "--shard", help="K/N: take every N-th image from the K-th, for parallel runs."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose delta exists (default: resume)."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Per-image PGD baselines (AdvDM, ASPL-lite): protected images plus delta files, resumable."""
+    import torch
+
+    from ridtrain.attacks import METHODS, run_attack
+    from ridtrain.generators import check_eps
+    from ridtrain.targets import load_targets
+
+    try:
+        check_eps(eps)
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+        kwargs = {"steps": steps} if method == "advdm" else {"rounds": rounds, "pgd_per_round": steps}
+        torch.manual_seed(seed)
+        loaded = load_targets(targets)
+        counts = run_attack(images, out, loaded, method, eps, side, shard, overwrite, step_size=step_size / 255, **kwargs)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        _fail(str(err))
+    typer.echo(json.dumps(counts))
+    raise typer.Exit(1 if counts["failed"] else 0)
+
+
+@app.command("eval")
+def evaluate(
+    images: Path = typer.Argument(..., help="Clean images (file or folder)."),
+    targets: List[str] = typer.Option(..., "--target", "-t", help="Diffusers checkpoint folder; repeat for several."),
+    model: Optional[str] = typer.Option(None, "--model", help="Generator to evaluate (bundled name or folder)."),
+    protected: Optional[Path] = typer.Option(None, "--protected", help="Or: folder of protected images named like IMAGES."),
+    eps: Optional[int] = typer.Option(None, "--eps", help="Bound in 8-bit levels; default the model's (8 for --protected)."),
+    side: int = typer.Option(512, "--side", help="Working size the targets see: shorter side."),
+    samples: int = typer.Option(4, "--samples", help="Draws of (t, noise) per image and condition."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+):
+    """Adv-SDS objective and denoising MSE on clean, protected, same-L2 Gaussian and uniform +-eps
+    inputs; delta L-inf/L2/PSNR/SSIM; seconds per image. Prints JSON."""
+    from ridtrain.evaluate import evaluate as run_eval
+    from ridtrain.generators import check_eps, load_generator
+    from ridtrain.targets import load_targets
+
+    try:
+        if eps is not None:
+            check_eps(eps)
+        gen = load_generator(model) if model else None
+        result = run_eval(load_targets(targets), images, protected, gen, eps, side, samples, seed)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        _fail(str(err))
+    text = json.dumps(result, indent=2)
+    if json_out:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+
+
+@app.command("tiny-targets")
+def tiny_targets(
+    out: Path = typer.Argument(..., help="Folder to write the tiny models into."),
+    count: int = typer.Option(2, "--count", help="How many latent models (seeds 0..count-1)."),
+    pixel: bool = typer.Option(False, "--pixel", help="Also write a pixel-space UNet2DModel target."),
+):
+    """Write tiny randomly initialised diffusers models in the SD folder layout (for tests and the
+    placeholder model; no real weights exist on our machines)."""
+    from ridtrain.tiny import build_tiny_ldm, build_tiny_pixel
+
+    for seed in range(count):
+        typer.echo(build_tiny_ldm(out / f"tiny-ldm-{seed}", seed=seed))
+    if pixel:
+        typer.echo(build_tiny_pixel(out / "tiny-pixel-0"))
+
+
+data_app = typer.Typer(help="Training data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build-corpus")
+def build_corpus(out: Path = typer.Argument(Path("corpus"), help="Folder for train/ and heldout/.")):
+    """Collect the sample photos that scikit-image and matplotlib ship into OUT/train and OUT/heldout."""
+    from ridtrain.corpus import build_corpus as run_build
+
+    try:
+        counts = run_build(out)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    typer.echo(f"{out}: {counts['train']} train, {counts['heldout']} held-out images")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+if __name__ == "__main__":
+    app()

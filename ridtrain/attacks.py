@@ -1,0 +1,117 @@
+"""Per-image PGD baselines: AdvDM and ASPL-lite (L-infinity, eps on the [0,1] scale).
+
+They are the regression targets of RID's regulariser and the anchor for speed and efficacy.
+- AdvDM: maximise the targets' denoising loss by signed-gradient ascent on delta.
+- ASPL-lite (after Anti-DreamBooth's ASPL): alternate a few fine-tuning steps of a surrogate copy of
+  each UNet on the current protected images (what an attacker would do) with PGD steps against it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ridtrain.sds import denoise_loss
+
+
+def _project(x, delta, eps):
+    delta = delta.clamp(-eps, eps)
+    return (x + delta).clamp(0, 1) - x
+
+
+def pgd_steps(targets, x, delta, eps, steps, step_size, t_range=(0, None), generator=None):
+    """`steps` signed-gradient ascent steps of the mean denoising loss; returns the new delta."""
+    for _ in range(steps):
+        delta = delta.detach().requires_grad_(True)
+        loss = sum(denoise_loss(tg, x + delta, t_range=t_range, generator=generator) for tg in targets) / len(targets)
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = _project(x, delta.detach() + step_size * grad.sign(), eps)
+    return delta.detach()
+
+
+def advdm(targets, x, eps, steps=50, step_size=1 / 255, t_range=(0, None), generator=None):
+    """AdvDM perturbation of images x (N,3,H,W) in [0,1]."""
+    return pgd_steps(targets, x, torch.zeros_like(x), eps, steps, step_size, t_range, generator)
+
+
+def aspl_lite(targets, x, eps, rounds=5, ft_steps=3, pgd_per_round=10, step_size=1 / 255, ft_lr=1e-4, t_range=(0, None), generator=None):
+    """ASPL-lite perturbation: `rounds` of (fine-tune surrogates on x+delta, then PGD against them)."""
+    surrogates = [copy.deepcopy(tg) for tg in targets]
+    optimizers = []
+    for s in surrogates:
+        s.unet.requires_grad_(True).train()
+        optimizers.append(torch.optim.AdamW(s.unet.parameters(), lr=ft_lr))
+    delta = torch.zeros_like(x)
+    for _ in range(rounds):
+        for s, opt in zip(surrogates, optimizers):
+            for _ in range(ft_steps):
+                loss = denoise_loss(s, (x + delta).detach(), t_range=t_range, generator=generator)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            s.unet.eval()
+        delta = pgd_steps(surrogates, x, delta, eps, pgd_per_round, step_size, t_range, generator)
+        for s in surrogates:
+            s.unet.train()
+    return delta
+
+
+METHODS = {"advdm": advdm, "aspl": aspl_lite}
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """'K/N' -> (K, N): this run takes every N-th image starting at the K-th (0-based)."""
+    try:
+        k, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like K/N, e.g. 0/4, got {shard!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"shard {shard!r}: need 0 <= K < N")
+    return k, n
+
+
+def run_attack(images, out, targets, method="advdm", eps_levels=8, side=512, shard="0/1", overwrite=False, **method_kwargs) -> dict:
+    """Protect every image of a folder with a PGD baseline at the training working size.
+
+    Writes out/deltas/<rel>.safetensors (key "delta", (3,h,w) float32, with method metadata) and
+    out/images/<rel>.png; an image whose delta exists is skipped, so an interrupted run resumes.
+    Returns counts {done, skipped, failed}."""
+    from safetensors.torch import save_file
+
+    from ridtrain import pixels
+    from ridtrain.data import delta_path, find_images, load_working
+
+    k, n = parse_shard(shard)
+    files = find_images(images)[k::n]
+    attack = METHODS[method]
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    for path in tqdm(files, desc=f"{method} {shard}"):
+        file = delta_path(Path(out) / "deltas", images, path)
+        if file.exists() and not overwrite:
+            counts["skipped"] += 1
+            continue
+        try:
+            x = load_working(path, side)[None]
+        except pixels.ImageError as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            counts["failed"] += 1
+            continue
+        delta = attack(targets, x, eps_levels / 255.0, **method_kwargs)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"method": method, "eps": str(eps_levels), "side": str(side), **{k: str(v) for k, v in method_kwargs.items()}}
+        tmp = file.with_name(file.name + ".tmp")
+        save_file({"delta": delta[0].contiguous()}, tmp, metadata=meta)
+        os.replace(tmp, file)
+        image = Path(out) / "images" / file.relative_to(Path(out) / "deltas").with_suffix("").with_suffix(".png")
+        image.parent.mkdir(parents=True, exist_ok=True)
+        pixels.save_image(image, pixels.to_uint8((x + delta).clamp(0, 1)))
+        counts["done"] += 1
+    return counts

@@ -1,0 +1,69 @@
+"""Training configuration: one dataclass, read from YAML, overridden by `key=value` arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # generator
+    arch: str = "rid-s"
+    arch_overrides: dict = field(default_factory=dict)  # e.g. {channels: [8, 16, 32]} for tests
+    eps: int = 8  # 8-bit levels: 8 means 8/255 on the [0,1] scale
+    # targets: diffusers checkpoint folders (or hub ids when online)
+    targets: list = field(default_factory=list)
+    target_dtype: str = "float32"  # float16/bfloat16 on GPUs
+    t_min: int = 0
+    t_max: int | None = None  # None: the whole schedule
+    # data
+    data: str = ""
+    side: int = 512  # images are first brought to the working size (shorter side = side)
+    crop: int = 128  # then random crops of crop x crop
+    crop_scale: list = field(default_factory=lambda: [0.25, 1.0])  # crop side / shorter side
+    flip: bool = True
+    color_jitter: float = 0.1  # brightness/contrast/saturation amplitude; 0 disables
+    num_workers: int = 0
+    # regulariser: lambda * ||delta(x) - delta_pgd(x)||² on images with a precomputed delta
+    pgd_deltas: str | None = None
+    pgd_lambda: float = 0.0
+    # robustness augmentation applied to x + delta before the targets
+    aug_jpeg_prob: float = 0.5
+    aug_jpeg_quality: list = field(default_factory=lambda: [50.0, 95.0])
+    aug_resize_prob: float = 0.5
+    aug_resize_scale: list = field(default_factory=lambda: [0.5, 1.0])
+    # optimisation
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    schedule: str = "cosine"  # any diffusers.optimization scheduler name
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    seed: int = 0
+    # output
+    output: str = "runs/rid"
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] = ()) -> "TrainConfig":
+        values = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} is not key=value")
+            values[key.strip()] = yaml.safe_load(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))

@@ -1,0 +1,93 @@
+"""Training images: a folder of photos, brought to the working size by the canonical pixel pipeline,
+then random crops at several scales, flips and colour jitter. Where a per-image PGD delta was
+precomputed (`rid attack`, same working size), it is cropped and flipped with the image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+
+from ridtrain import pixels
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+DATA_MULTIPLE = 8  # working sizes of training data and of `rid attack` are multiples of the VAE factor
+
+
+def find_images(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such image file or folder: {root}")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_working(path: str | Path, side: int) -> torch.Tensor:
+    """(3,h,w) float in [0,1] at the working size for `side`, as `rid attack` and training see it."""
+    img = pixels.load_image(path)
+    x = pixels.to_float(img.rgb)
+    h, w = img.rgb.shape[:2]
+    return pixels.to_working(x, pixels.working_size(h, w, side=side, multiple=DATA_MULTIPLE))[0]
+
+
+def delta_path(delta_root: str | Path, image_root: str | Path, image: Path) -> Path:
+    rel = image.relative_to(image_root) if Path(image_root).is_dir() else Path(image.name)
+    return Path(delta_root) / rel.with_name(rel.name + ".safetensors")
+
+
+class CropDataset(Dataset):
+    """Items: (x crop (3,c,c), delta_pgd crop (3,c,c) or zeros, has_delta bool)."""
+
+    def __init__(self, root, side=512, crop=128, crop_scale=(0.25, 1.0), flip=True, color_jitter=0.1, pgd_deltas=None):
+        self.root, self.files = Path(root), find_images(root)
+        if not self.files:
+            raise FileNotFoundError(f"no images under {root}")
+        self.side, self.crop, self.crop_scale = side, crop, crop_scale
+        self.flip, self.jitter, self.pgd_deltas = flip, color_jitter, pgd_deltas
+
+    def __len__(self):
+        return len(self.files)
+
+    def _delta(self, path: Path, shape) -> torch.Tensor | None:
+        if not self.pgd_deltas:
+            return None
+        file = delta_path(self.pgd_deltas, self.root, path)
+        if not file.is_file():
+            return None
+        delta = load_file(file)["delta"].float()
+        if delta.shape != shape:
+            raise ValueError(f"{file}: delta shape {tuple(delta.shape)} != working image {tuple(shape)}; was it made with side={self.side}?")
+        return delta
+
+    def __getitem__(self, i):
+        x = load_working(self.files[i], self.side)
+        delta = self._delta(self.files[i], x.shape)
+        has_delta = delta is not None
+        both = torch.cat([x, delta if has_delta else torch.zeros_like(x)])  # (6,h,w): crop them together
+        both = self._random_crop(both)
+        if self.flip and torch.rand(()) < 0.5:
+            both = both.flip(-1)
+        x, delta = both[:3], both[3:]
+        if self.jitter and not has_delta:  # jitter would make the PGD delta stale
+            x = self._color_jitter(x)
+        return x, delta, has_delta
+
+    def _random_crop(self, t: torch.Tensor) -> torch.Tensor:
+        h, w = t.shape[-2:]
+        lo, hi = self.crop_scale
+        s = max(1, min(h, w, round(min(h, w) * (lo + (hi - lo) * float(torch.rand(()))))))
+        top, left = int(torch.randint(0, h - s + 1, ())), int(torch.randint(0, w - s + 1, ()))
+        t = t[:, top : top + s, left : left + s]
+        return F.interpolate(t[None], size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False)[0]
+
+    def _color_jitter(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.jitter
+        b, c, s = (1 + a * (2 * torch.rand(3) - 1)).tolist()
+        gray = x.mean(0, keepdim=True)
+        x = (x - gray) * s + gray  # saturation
+        x = (x - x.mean()) * c + x.mean()  # contrast
+        return (x * b).clamp(0, 1)  # brightness

@@ -1,0 +1,155 @@
+"""Train a RID generator with Adv-SDS against an ensemble of diffusion targets.
+
+One CPU:          rid train --config cfg.yaml steps=100
+Many GPUs/nodes:  accelerate launch -m ridtrain.cli train --config cfg.yaml   (DDP via accelerate)
+
+Output folder: checkpoint-NNNNNNN/ (generator config.json + safetensors, train_config.yaml,
+accelerate state for --resume), final/ (the generator), metrics.jsonl, training_curve.png.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.optimization import get_scheduler
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ridtrain.augment import robustness_augment
+from ridtrain.config import TrainConfig
+from ridtrain.data import CropDataset
+from ridtrain.generators import build_generator
+from ridtrain.sds import ensemble_sds_loss
+from ridtrain.targets import load_targets
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def regression_loss(delta, delta_pgd, has_delta):
+    """||delta(x) - delta_pgd(x)||² per image (sum over pixels), mean over the images that have one."""
+    if not has_delta.any():
+        return delta.new_zeros(())
+    per_image = (delta - delta_pgd).pow(2).flatten(1).sum(1)
+    return per_image[has_delta].mean()
+
+
+def checkpoints(output: Path) -> list[Path]:
+    return sorted(output.glob("checkpoint-*"))
+
+
+def save_checkpoint(accelerator, gen, cfg: TrainConfig, step: int) -> Path:
+    folder = Path(cfg.output) / f"checkpoint-{step:07d}"
+    accelerator.save_state(str(folder / "state"))
+    if accelerator.is_main_process:
+        save_generator(accelerator.unwrap_model(gen), cfg, folder)
+        (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
+        for old in checkpoints(Path(cfg.output))[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old)
+    return folder
+
+
+def save_generator(gen, cfg: TrainConfig, folder: Path) -> None:
+    gen.save_pretrained(folder)
+    cfg.save(folder / "train_config.yaml")
+    card = {
+        "summary": f"{cfg.arch} trained with Adv-SDS for {cfg.steps} steps at eps={cfg.eps} against {len(cfg.targets)} target(s).",
+        "trained_against": [str(t) for t in cfg.targets],
+        "data": str(cfg.data),
+    }
+    (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    set_seed(cfg.seed)
+    output = Path(cfg.output)
+
+    gen = build_generator(cfg.arch, eps=cfg.eps, **cfg.arch_overrides)
+    targets = load_targets(cfg.targets, device=accelerator.device, dtype=DTYPES[cfg.target_dtype])
+    if not targets:
+        raise ValueError("config names no targets")
+    data = CropDataset(cfg.data, cfg.side, cfg.crop, cfg.crop_scale, cfg.flip, cfg.color_jitter, cfg.pgd_deltas)
+    loader = DataLoader(data, batch_size=cfg.batch, shuffle=True, drop_last=len(data) >= cfg.batch, num_workers=cfg.num_workers)
+    opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup, num_training_steps=cfg.steps)
+    gen, opt, loader, sched = accelerator.prepare(gen, opt, loader, sched)
+
+    step = 0
+    if resume and checkpoints(output):
+        last = checkpoints(output)[-1]
+        accelerator.load_state(str(last / "state"))
+        step = json.loads((last / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"resumed from {last} at step {step}")
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        cfg.save(output / "train_config.yaml")
+
+    eps = cfg.eps / 255.0
+    t_range = (cfg.t_min, cfg.t_max)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not accelerator.is_local_main_process, desc="train")
+    metrics = open(output / "metrics.jsonl", "a") if accelerator.is_main_process else None
+    tic = time.perf_counter()
+    while step < cfg.steps:
+        for x, delta_pgd, has_delta in loader:
+            with accelerator.autocast():
+                delta = gen(x, eps)
+                x_adv = robustness_augment((x + delta).clamp(0, 1), cfg)
+                sds = ensemble_sds_loss(targets, x_adv, t_range=t_range)
+                reg = regression_loss(delta, delta_pgd, has_delta)
+                loss = sds + cfg.pgd_lambda * reg
+            opt.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if cfg.grad_clip:
+                accelerator.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+            if metrics:
+                now = time.perf_counter()
+                row = {"step": step, "loss": loss.item(), "sds": sds.item(), "reg": reg.item(), "lr": sched.get_last_lr()[0], "sec": now - tic}
+                tic = now
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_checkpoint(accelerator, gen, cfg, step)
+            if step >= cfg.steps:
+                break
+    bar.close()
+    accelerator.wait_for_everyone()
+    final = output / "final"
+    if accelerator.is_main_process:
+        metrics.close()
+        save_generator(accelerator.unwrap_model(gen), cfg, final)
+        plot_metrics(output / "metrics.jsonl", output / "training_curve.png")
+    accelerator.end_training()
+    return final
+
+
+def plot_metrics(jsonl: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("loss", "sds", "reg"):
+        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (lower = stronger protection)")
+    ax.set_yscale("symlog")
+    ax.legend()
+    fig.tight_layout()
+    tmp = png.with_name(png.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png)
