@@ -98,3 +98,22 @@ def _write_index(path: Path, parts: dict[str, str]) -> None:
     index = {"_class_name": "RIDTinyTarget", "scheduler": ["diffusers", "DDPMScheduler"]}
     index.update({k: [lib.get(k, "diffusers"), v] for k, v in parts.items()})
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def fit_unet(path: str | Path, images: torch.Tensor, steps: int = 60, batch: int = 16, lr: float = 1e-3, seed: int = 0) -> Path:
+    """Briefly train a saved target's UNet on images (N,3,h,w) in [0,1] with its own denoising loss,
+    and save it back: a random UNet has no data manifold to push away from, a fitted one does."""
+    from ridtrain.sds import denoise_loss
+    from ridtrain.targets import load_target
+
+    torch.manual_seed(seed)
+    target = load_target(path)
+    target.unet.requires_grad_(True).train()
+    opt = torch.optim.AdamW(target.unet.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = denoise_loss(target, images[torch.randint(0, len(images), (batch,))])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    target.unet.eval().save_pretrained(Path(path) / "unet")
+    return Path(path)

@@ -1,0 +1,224 @@
+"""The one canonical pixel pipeline. The browser (onnxruntime-web) and the server reproduce it;
+change a rule here and in their fixtures together.
+
+    file --load_image--> Decoded(rgb uint8 HxWx3, alpha uint8 HxW | None, exif, icc)
+         --to_float-->   x = v / 255, float32 (1,3,H,W)
+         --to_working--> x at working_size(H, W): shorter side 512, multiples of the stride
+         --generator-->  delta, |delta| <= eps
+         --delta_to_full--> delta at (H, W), clamped to [-eps, eps]
+         --to_uint8-->   rint(clamp(x + delta, 0, 1) * 255)   (round half to even)
+         --save_image--> lossless PNG / WebP, written atomically; alpha untouched
+
+Decoding rules (Pillow, no colour management):
+- Formats: JPEG (MPO files open as JPEG), PNG (and APNG), WebP, BMP, TIFF, GIF. Animated: the first frame.
+- The header size is checked before any pixel is decoded: W*H > MAX_PIXELS -> ImageError.
+- Truncated or corrupt data is an error (full decode, LOAD_TRUNCATED_IMAGES is never set).
+- EXIF orientation is applied, so pixels come out the way they are meant to be seen; the EXIF
+  kept in `Decoded.exif` has its orientation tag reset to 1 to match.
+- The ICC profile is carried through untouched to the output, never applied.
+- Modes: 1, L, P, CMYK, YCbCr, RGB -> Pillow's convert("RGB"). Anything with an alpha band,
+  or with a `transparency` key (P, L, RGB with tRNS) -> Pillow's convert("RGBA"), and the alpha
+  is kept untouched. 16-bit grey (I;16, I;16L, I;16B, I;16N) and 32-bit I are read as 0..65535
+  (I is clipped to that range) and reduced with round(v * 255 / 65535) == (v + 128) // 257
+  (v/257 is never a tie, so the integer form is exact). F is on Pillow's 0..255 scale:
+  rint, clipped to 0..255.
+- 16-bit RGB(A) PNGs (and 16-bit grey+alpha, which Pillow 13 widens to RGBA): Pillow has no
+  16-bit colour mode and decodes them to 8 bits by keeping the high byte, v >> 8. We cannot see
+  the low byte, so we accept this; it differs from the grey rule by at most one level.
+
+Resizing rules (to be exported to ONNX, so only F.interpolate bilinear, align_corners=False):
+- to_working: antialias=True, always. Shrinking needs it (a photo of 4000 px seen through
+  plain bilinear is aliased, unlike the attacker's antialiased resize); when enlarging,
+  torch's antialiased bilinear equals plain bilinear (to ~1e-7), so one rule serves both.
+- delta_to_full: antialias=False, then clamp to [-eps, eps]. Bilinear weights are convex,
+  so the clamp only removes float error.
+
+8-bit rule (to_uint8): q = rint(x * 255) with x * 255 computed in float32, round half to
+even, clamped to 0..255 -- what a browser's Uint8ClampedArray does with the same float.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFile, ImageOps
+
+MAX_PIXELS = 64 * 2**20  # 67 108 864: a "64 MP" phone photo (9248 x 6936) still passes
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # never EPS & co. (Ghostscript)
+GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SAVE_OPTIONS = {"png": dict(format="PNG"), "webp": dict(format="WEBP", lossless=True, exact=True)}
+ORIENTATION = 0x0112
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; the message is a short reason."""
+
+
+@dataclass
+class Decoded:
+    rgb: np.ndarray  # uint8 (H, W, 3), display orientation
+    alpha: np.ndarray | None  # uint8 (H, W), untouched
+    exif: bytes | None  # orientation tag reset to 1; None when the file has no EXIF
+    icc_profile: bytes | None
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def load_image(src: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Decoded:
+    """Decode a photo by the rules at the top of this module; raises ImageError."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode truncated files")
+    data = Path(src).read_bytes() if isinstance(src, (str, Path)) else bytes(src)
+    if not data:
+        raise ImageError("not an image (empty file)")
+    with _pillow_errors():
+        im = Image.open(io.BytesIO(data), formats=FORMATS)
+        w, h = im.size
+        if w * h > max_pixels:
+            raise ImageError(f"too many pixels: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP")
+        im.load()  # the whole first frame: truncation and corruption surface here
+        oriented = ImageOps.exif_transpose(im)
+        exif, icc = _exif_bytes(im), im.info.get("icc_profile")  # from the file as stored
+    rgb, alpha = _to_rgb8(oriented)
+    return Decoded(rgb=rgb, alpha=alpha, exif=exif, icc_profile=icc)
+
+
+@contextmanager
+def _pillow_errors():
+    """Pillow's many failure modes -> ImageError with a short reason; bomb warnings are errors."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"too many pixels: {e}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("not an image (cannot identify image file)") from None
+    except Exception as e:  # hostile files make Pillow raise OSError, SyntaxError, EOFError, struct.error, ...
+        raise ImageError(f"corrupt or truncated image ({type(e).__name__}: {e})") from None
+
+
+def _exif_bytes(im: Image.Image) -> bytes | None:
+    """The EXIF block with orientation reset to 1 (the pixels are transposed), or None. Call it
+    after exif_transpose: it edits `im`'s EXIF in place."""
+    exif = im.getexif()
+    if not exif:
+        return None
+    if ORIENTATION in exif:
+        exif[ORIENTATION] = 1
+    return exif.tobytes()
+
+
+def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rgb uint8 HxWx3, alpha uint8 HxW or None) by the mode rules at the top of this module."""
+    if im.mode in GREY16_MODES or im.mode == "F":
+        return _grey_to_rgb8(im)
+    has_alpha = any(b in ("A", "a") for b in im.getbands()) or "transparency" in im.info
+    try:
+        rgba = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+    except ValueError as e:
+        raise ImageError(f"unsupported colour mode {im.mode} ({e})") from None
+    return np.ascontiguousarray(rgba[..., :3]), (np.ascontiguousarray(rgba[..., 3]) if has_alpha else None)
+
+
+def _grey_to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """16-bit and 32-bit grey: (v + 128) // 257 == round(v * 255 / 65535); F: rint on 0..255."""
+    v = np.asarray(im)
+    if im.mode == "F":
+        g = np.clip(np.rint(v), 0, 255).astype(np.uint8)
+    else:
+        g = ((np.clip(v.astype(np.int64), 0, 65535) + 128) // 257).astype(np.uint8)
+    key = im.info.get("transparency")  # tRNS of a 16-bit grey PNG: one grey value is transparent
+    alpha = np.where(v == key, 0, 255).astype(np.uint8) if isinstance(key, int) else None
+    return np.repeat(g[..., None], 3, axis=2), alpha
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def working_size(h: int, w: int, side: int = 512, multiple: int = 16, max_long: int = 2048) -> tuple[int, int]:
+    """(hw, ww) the generator sees: the shorter side scaled to `side`, each dimension rounded to
+    the nearest multiple of `multiple` (halves up, at least `multiple`), and the longer one then
+    capped at max_long rounded to `multiple`. The cap changes the aspect ratio on purpose: the
+    shorter side keeps its 512 px, as in the attacker's "resize shorter side to 512, crop 512".
+    Integer arithmetic only, so that JavaScript gets the same numbers:
+        dim -> max(multiple, floor((2*dim*side + short*multiple) / (2*short*multiple)) * multiple)
+    """
+    short = min(h, w)
+    cap = max(multiple, (2 * max_long + multiple) // (2 * multiple) * multiple)
+
+    def scale(dim: int) -> int:
+        return min(cap, max(multiple, (2 * dim * side + short * multiple) // (2 * short * multiple) * multiple))
+
+    return scale(h), scale(w)
+
+
+def to_working(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The [0,1] image (N,3,H,W) resized to the working size; bilinear, antialias=True."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def delta_to_full(delta: torch.Tensor, size: tuple[int, int], eps: float) -> torch.Tensor:
+    """delta (N,3,hw,ww) back to the photo's (H, W); bilinear, antialias=False, clamped to +-eps."""
+    full = F.interpolate(delta, size=size, mode="bilinear", align_corners=False, antialias=False)
+    return full.clamp_(-eps, eps)
+
+
+# ----------------------------------------------------------------------------- 8 bits <-> float
+
+
+def to_float(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 (H,W,3) -> float32 (1,3,H,W) in [0,1], v / 255."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    return torch.tensor(rgb).permute(2, 0, 1)[None].float().div_(255.0)  # (1, 3, H, W); a copy
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (1,3,H,W) on the [0,1] scale -> uint8 (H,W,3): rint(x * 255) in float32, half to
+    even (torch.round), clamped to 0..255."""
+    q = (x.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)  # (1, 3, H, W)
+    return q[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def save_image(
+    path: str | Path,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    fmt: str = "png",
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+) -> None:
+    """Write a lossless PNG or WebP (exact=True keeps RGB under alpha 0) to a temporary name in
+    the same folder, then os.replace it into place: a crash never leaves a partial `path`.
+    EXIF is written only when given; the ICC profile whenever given."""
+    if fmt not in SAVE_OPTIONS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(SAVE_OPTIONS)}")
+    pixels = rgb if alpha is None else np.dstack([rgb, alpha])
+    extra = {k: v for k, v in (("exif", exif), ("icc_profile", icc)) if v is not None}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(np.ascontiguousarray(pixels)).save(f, **SAVE_OPTIONS[fmt], **extra)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,128 @@
+"""Batch protection of photo files with the PyTorch reference generator (`rid protect`).
+
+Each photo goes through the canonical pipeline of ridtrain.pixels; the generator runs once per
+photo at the working size, and its delta is resized back to the photo's own size, so the output
+has exactly the input's (oriented) size and every pixel is within +-eps levels of the input.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ridtrain.generators import check_eps, load_generator
+from ridtrain.pixels import SAVE_OPTIONS, ImageError, delta_to_full, load_image, save_image, to_float, to_uint8, to_working, working_size
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
+    """uint8 (H,W,3) -> protected uint8 (H,W,3); eps in 8-bit levels, default the model's."""
+    eps = check_eps(gen.config.eps if eps_levels is None else eps_levels) / 255.0
+    h, w = rgb.shape[:2]
+    x = to_float(rgb).to(gen.device)  # (1, 3, H, W)
+    with torch.inference_mode():
+        delta = gen(to_working(x, working_size(h, w, multiple=gen.stride)), eps)  # (1, 3, hw, ww)
+        x += delta_to_full(delta, (h, w), eps)
+        return to_uint8(x.clamp_(0.0, 1.0))
+
+
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+
+
+def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], list[str]]:
+    """Jobs for files and folders (recursive, image suffixes, case-insensitive), keeping the path
+    relative to the folder given; plus error lines for outputs that two inputs would share."""
+    suffix, out_root = "." + fmt, out_dir.resolve()
+    jobs, errors, claimed = [], [], {}
+    for item in inputs:
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if _is_photo(p.relative_to(item)) and p.is_file())
+            pairs = [(p, p.relative_to(item)) for p in files if not p.resolve().is_relative_to(out_root)]
+        else:
+            pairs = [(item, Path(item.name))]
+        for src, rel in pairs:
+            dst = out_dir / rel.with_suffix(suffix)
+            if dst in claimed:
+                errors.append(f"error: {src}: output {dst} is already taken by {claimed[dst]}")
+                continue
+            claimed[dst] = src
+            jobs.append(Job(src, dst))
+    return jobs, errors
+
+
+def _is_photo(rel: Path) -> bool:
+    """An image suffix, and no hidden part (".thumbnails/", macOS "._x.jpg", our own temp files)."""
+    return rel.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts)
+
+
+def protect_file(gen, job: Job, eps: int | None, fmt: str, keep_metadata: bool) -> None:
+    """Load, protect and save one photo; raises ImageError or OSError."""
+    dec = load_image(job.src)
+    out = protect_array(gen, dec.rgb, eps)
+    job.dst.parent.mkdir(parents=True, exist_ok=True)
+    save_image(job.dst, out, dec.alpha, fmt, exif=dec.exif if keep_metadata else None, icc=dec.icc_profile)
+
+
+def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str) -> str | None:
+    if fmt not in SAVE_OPTIONS:
+        return f"unknown format {fmt!r}; choose one of {sorted(SAVE_OPTIONS)}"
+    if eps is not None:
+        try:
+            check_eps(eps)
+        except ValueError as e:
+            return str(e)
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"output {out_dir} exists and is not a folder"
+    missing = [str(p) for p in inputs if not p.exists()]
+    return f"no such file or folder: {', '.join(missing)}" if missing else None
+
+
+def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = "png", overwrite: bool = False, keep_metadata: bool = False) -> int:
+    """Protect every photo in `inputs` into `out_dir`; returns the exit code (0 ok, 1 some
+    photos failed, 2 usage error). One error line per bad photo on stderr; the batch goes on."""
+    inputs, out_dir = [Path(p) for p in inputs], Path(out_dir)
+    if msg := _usage_error(inputs, out_dir, eps, fmt):
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        gen = load_generator(model)
+    except Exception as e:  # missing folder, bad config.json, unreadable weights: all usage errors here
+        print(f"error: cannot load model {model!r}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    jobs, errors = find_jobs(inputs, out_dir, fmt)
+    for line in errors:
+        print(line, file=sys.stderr)
+    done, skipped, failed = _run_jobs(gen, jobs, eps, fmt, overwrite, keep_metadata)
+    failed += len(errors)
+    print(f"{done} protected, {skipped} skipped (already done), {failed} failed -> {out_dir}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_jobs(gen, jobs: list[Job], eps, fmt, overwrite, keep_metadata) -> tuple[int, int, int]:
+    done = skipped = failed = 0
+    columns = (TextColumn("protect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        for job in bar.track(jobs):
+            if job.dst.exists() and not overwrite:
+                skipped += 1
+                continue
+            try:
+                protect_file(gen, job, eps, fmt, keep_metadata)
+                done += 1
+            except (ImageError, OSError, MemoryError) as e:
+                reason = str(e) if isinstance(e, ImageError) else f"{type(e).__name__}: {e}"
+                print(f"error: {job.src}: {reason}", file=sys.stderr)  # rich keeps it above the bar
+                failed += 1
+    return done, skipped, failed

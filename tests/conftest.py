@@ -1,0 +1,59 @@
+"""Shared tiny world: diffusers targets built from configs, saved, and loaded back through the real
+loader; a few photos from the corpus. Built once per test session."""
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    from ridtrain.corpus import build_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    build_corpus(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def crops(corpus):
+    """(64,3,32,32) training crops of the corpus."""
+    from ridtrain.data import CropDataset
+
+    torch.manual_seed(0)
+    ds = CropDataset(corpus / "train", side=64, crop=32, color_jitter=0)
+    return torch.stack([ds[i % len(ds)][0] for i in range(64)])
+
+
+@pytest.fixture(scope="session")
+def ldm_paths(tmp_path_factory):
+    """Two tiny latent diffusion checkpoints in the SD folder layout (random weights)."""
+    from ridtrain.tiny import build_tiny_ldm
+
+    root = tmp_path_factory.mktemp("ldm")
+    return [build_tiny_ldm(root / f"ldm-{s}", seed=s, width=16) for s in (0, 1)]
+
+
+@pytest.fixture(scope="session")
+def pixel_path(tmp_path_factory, crops):
+    """A tiny pixel-space target whose UNet was fitted to the corpus for a few steps, so that it
+    has a data manifold that attacks can push away from."""
+    from ridtrain.tiny import build_tiny_pixel, fit_unet
+
+    path = build_tiny_pixel(tmp_path_factory.mktemp("pixel") / "pixel-0", width=16)
+    return fit_unet(path, crops, steps=60)
+
+
+@pytest.fixture(scope="session")
+def ldms(ldm_paths):
+    from ridtrain.targets import load_target
+
+    return [load_target(p) for p in ldm_paths]
+
+
+@pytest.fixture(scope="session")
+def pixel_target(pixel_path):
+    from ridtrain.targets import load_target
+
+    return load_target(pixel_path)
