@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from ridtrain.generators import (
+    ALLOWED_EPS, DiTGenerator, build_generator, check_eps, count_flops, count_params, load_generator,
+)
+
+TINY_DIT = dict(hidden=32, depth=2, heads=4)
+
+
+def small(arch):
+    return build_generator(arch, **(TINY_DIT if arch == "rid-dit" else {}))
+
+
+@pytest.mark.parametrize("arch", ["rid-s", "rid-m", "rid-dit"])
+def test_delta_is_zero_at_init(arch):
+    gen = small(arch)
+    x = torch.rand(2, 3, 64, 96)
+    assert torch.equal(gen(x), torch.zeros_like(x))
+    assert torch.equal(gen.protect(x), x)
+
+
+@pytest.mark.parametrize("arch", ["rid-s", "rid-m", "rid-dit"])
+def test_any_multiple_of_the_stride_and_bounded(arch):
+    gen = small(arch)
+    torch.manual_seed(0)
+    for p in gen.parameters():  # leave the zero init so the output is not trivially 0
+        torch.nn.init.normal_(p, std=0.2)
+    for h, w in [(gen.stride, gen.stride), (3 * gen.stride, 5 * gen.stride)]:
+        delta = gen(torch.rand(1, 3, h, w), eps=4 / 255)
+        assert delta.shape == (1, 3, h, w)
+        assert delta.abs().max() <= 4 / 255 and delta.abs().max() > 1 / 255
+    with pytest.raises(ValueError, match="multiples of"):
+        gen(torch.rand(1, 3, gen.stride + 1, gen.stride))
+
+
+@pytest.mark.parametrize("arch", ["rid-s", "rid-dit"])
+def test_save_and_load_round_trip(arch, tmp_path):
+    gen = small(arch)
+    torch.nn.init.normal_(next(p for n, p in gen.named_parameters() if "head" in n or n.startswith("out")), std=0.1)
+    gen.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    back = load_generator(tmp_path)
+    assert type(back) is type(gen) and back.config.eps == gen.config.eps and not back.training
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), gen.state_dict().values()))
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(back(x), gen.eval()(x))
+
+
+def test_default_compact_budget():
+    gen = build_generator("rid-s")
+    assert count_params(gen) <= 2_000_000
+    assert 2e9 <= count_flops(gen, 512) <= 5e9
+
+
+def test_paper_dit_size():
+    with torch.device("meta"):
+        gen = build_generator("rid-dit")
+    assert isinstance(gen, DiTGenerator) and gen.stride == 16
+    assert 330e6 < count_params(gen) < 350e6
+
+
+def test_eps_is_checked():
+    assert check_eps(8) == 8
+    for bad in (0, 6, 255):
+        with pytest.raises(ValueError, match=str(ALLOWED_EPS)):
+            build_generator("rid-s", eps=bad)
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_generator("rid-xl")
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no generator"):
+        load_generator(tmp_path / "nope")

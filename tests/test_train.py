@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+
+from ridtrain.config import TrainConfig
+from ridtrain.generators import load_generator
+from ridtrain.train import regression_loss, train
+
+SMALL = {"channels": [8, 16, 16], "blocks": [0, 1, 1], "up_blocks": [0, 1]}
+
+
+@pytest.fixture
+def cfg(tmp_path, corpus, ldm_paths, pixel_path):
+    return TrainConfig(
+        arch="rid-s", arch_overrides=SMALL, targets=[str(ldm_paths[0]), str(pixel_path)], data=str(corpus / "heldout"),
+        side=48, crop=32, steps=2, batch=2, warmup=1, schedule="constant_with_warmup", lr=1e-3, checkpoint_every=1, output=str(tmp_path / "run"),
+    )
+
+
+def head(path):
+    return load_generator(path).head.weight.detach()
+
+
+def test_training_step_changes_weights_and_writes_checkpoints(cfg, tmp_path):
+    final = train(cfg)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-0000001", "checkpoint-0000002"]
+    assert head(final).abs().sum() > 0  # the zero-initialised head moved
+    assert torch.equal(head(final), head(run / "checkpoint-0000002"))
+    assert not torch.equal(head(run / "checkpoint-0000001"), head(final))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
+    assert (run / "training_curve.png").stat().st_size > 1000
+    card = json.loads((final / "model_card.json").read_text())
+    assert card["trained_against"] == cfg.targets
+    assert TrainConfig.load(final / "train_config.yaml") == cfg
+
+
+def test_resume_continues_from_the_last_checkpoint(cfg, tmp_path):
+    train(cfg)
+    run = tmp_path / "run"
+    saved = head(run / "checkpoint-0000002")
+    assert torch.equal(head(train(cfg, resume=True)), saved)  # nothing left: the loaded weights come back
+    cfg.steps = 3
+    final = train(cfg, resume=True)
+    rows = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2, 3]
+    assert not torch.equal(head(final), saved)
+    assert (run / "checkpoint-0000003").is_dir()
+
+
+def test_regulariser_pulls_towards_precomputed_pgd(cfg, tmp_path, pixel_target):
+    from ridtrain.attacks import run_attack
+
+    run_attack(cfg.data, tmp_path / "pgd", [pixel_target], "advdm", 8, side=cfg.side, steps=1)
+    cfg.pgd_deltas, cfg.pgd_lambda, cfg.steps = str(tmp_path / "pgd" / "deltas"), 10.0, 1
+    train(cfg)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["reg"] > 0 and row["loss"] > row["sds"]
+
+
+def test_regression_loss_counts_only_images_with_a_delta():
+    delta, pgd = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    assert regression_loss(delta, pgd, torch.tensor([True, False])) == 48
+    assert regression_loss(delta, pgd, torch.tensor([False, False])) == 0
+
+
+def test_config_overrides_and_unknown_keys(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("steps: 10\ntargets: [a, b]\n")
+    cfg = TrainConfig.load(path, ["steps=3", "lr=0.01", "arch_overrides={channels: [8, 8, 8]}"])
+    assert (cfg.steps, cfg.lr, cfg.targets, cfg.arch_overrides) == (3, 0.01, ["a", "b"], {"channels": [8, 8, 8]})
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.load(path, ["stpes=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        TrainConfig.load(path, ["steps"])
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
+    assert configs
+    for path in configs:
+        TrainConfig.load(path)
+
+
+def test_augmentations_keep_shape_and_gradient():
+    from ridtrain.augment import random_jpeg, random_resize
+
+    x = torch.rand(2, 3, 32, 48, requires_grad=True)
+    for f in (random_jpeg, random_resize):
+        y = f(x)
+        assert y.shape == x.shape
+        (g,) = torch.autograd.grad(y.sum(), x)
+        assert g.abs().sum() > 0
