@@ -13,6 +13,11 @@ from ridtrain.generators import DEFAULT_MODEL
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="RID: real-time identity defender toolkit.")
 
 
+@app.callback()
+def main() -> None:
+    """RID: protective perturbations for portraits in one forward pass."""
+
+
 def _bundled_note() -> str:
     from ridtrain.generators import model_card
 
