@@ -56,11 +56,9 @@ def train(
     from ridtrain.train import train as run_train
 
     try:
-        cfg = TrainConfig.load(config, ctx.args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+        run_train(TrainConfig.load(config, ctx.args), resume=resume)
+    except (ValueError, TypeError, OSError) as err:
         _fail(str(err))
-    final = run_train(cfg, resume=resume)
-    typer.echo(f"saved {final}")
 
 
 @app.command()
@@ -118,6 +116,8 @@ def evaluate(
     from ridtrain.targets import load_targets
 
     try:
+        if (model is None) == (protected is None):
+            raise ValueError("give exactly one of --model or --protected")
         if eps is not None:
             check_eps(eps)
         gen = load_generator(model) if model else None

@@ -9,6 +9,9 @@ from pathlib import Path
 import yaml
 
 
+OPTIONAL = {"pgd_deltas": str, "t_max": int}  # keys whose default is None, and their type
+
+
 @dataclass
 class TrainConfig:
     # generator
@@ -63,7 +66,23 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**values)
+        cfg = cls(**values)
+        cfg.check_types()
+        return cfg
+
+    def check_types(self) -> None:
+        """Each value must have its default's type; an int is a fine float, None only for OPTIONAL."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in OPTIONAL:
+                if value is None:
+                    continue
+                want = OPTIONAL[f.name]
+            else:
+                want = type(f.default_factory() if f.default is dataclasses.MISSING else f.default)
+            ok = isinstance(value, (int, float) if want is float else want) and (want is bool or not isinstance(value, bool))
+            if not ok:
+                raise ValueError(f"config key {f.name!r} must be {want.__name__}, got {value!r}")
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))

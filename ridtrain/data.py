@@ -13,7 +13,6 @@ from torch.utils.data import Dataset
 
 from ridtrain import pixels
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DATA_MULTIPLE = 8  # working sizes of training data and of `rid attack` are multiples of the VAE factor
 
 
@@ -23,7 +22,7 @@ def find_images(root: str | Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"no such image file or folder: {root}")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in pixels.IMAGE_SUFFIXES and p.is_file())
 
 
 def load_working(path: str | Path, side: int) -> torch.Tensor:

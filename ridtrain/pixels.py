@@ -54,6 +54,7 @@ from PIL import Image, ImageFile, ImageOps
 
 MAX_PIXELS = 64 * 2**20  # 67 108 864: a "64 MP" phone photo (9248 x 6936) still passes
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # never EPS & co. (Ghostscript)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # files we look for
 GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 SAVE_OPTIONS = {"png": dict(format="PNG"), "webp": dict(format="WEBP", lossless=True, exact=True)}
 ORIENTATION = 0x0112

@@ -17,9 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ridtrain.generators import check_eps, load_generator
-from ridtrain.pixels import SAVE_OPTIONS, ImageError, delta_to_full, load_image, save_image, to_float, to_uint8, to_working, working_size
+from ridtrain.pixels import IMAGE_SUFFIXES, SAVE_OPTIONS, ImageError, delta_to_full, load_image, save_image, to_float, to_uint8, to_working, working_size
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 

@@ -68,14 +68,26 @@ class DiffusionTarget(nn.Module):
         return out
 
 
+def quiet_hub_libraries() -> None:
+    """Our own bars say what is happening; diffusers' and transformers' per-file bars only add noise."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_target(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> DiffusionTarget:
     """Load a diffusers latent (SD layout) or pixel-space checkpoint folder, or a hub id.
 
     dtype (e.g. torch.float16) is for GPUs; on CPU keep float32."""
     from diffusers import DDPMScheduler
 
+    quiet_hub_libraries()
     src = str(path)
     local = Path(src)
+    if not local.exists() and not _looks_like_hub_id(src):
+        raise FileNotFoundError(f"{src}: no such checkpoint folder")
     if local.exists() and not (local / "unet").is_dir():
         raise FileNotFoundError(f"{src}: not a diffusers checkpoint folder (no unet/ subfolder)")
     scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler")
@@ -89,6 +101,11 @@ def load_target(path: str | Path, device: str | torch.device = "cpu", dtype: tor
         unet = UNet2DModel.from_pretrained(src, subfolder="unet", **kwargs)
         target = DiffusionTarget(unet, scheduler.alphas_cumprod, prediction_type=scheduler.config.prediction_type, name=local.name or src)
     return target.to(device)
+
+
+def _looks_like_hub_id(src: str) -> bool:
+    """'org/name' is a hub id; '/abs', './rel', '~/x' or 'a/b/c' are local paths."""
+    return src.count("/") == 1 and not src.startswith((".", "/", "~"))
 
 
 def _load_latent(src: str, scheduler, kwargs) -> DiffusionTarget:

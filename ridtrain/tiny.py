@@ -49,6 +49,9 @@ def build_tiny_ldm(
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from ridtrain.targets import quiet_hub_libraries
+
+    quiet_hub_libraries()
     path = Path(path)
     torch.manual_seed(seed)
     vocab_size = write_tiny_tokenizer(path / "tokenizer")

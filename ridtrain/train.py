@@ -67,7 +67,7 @@ def save_generator(gen, cfg: TrainConfig, folder: Path) -> None:
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-    set_seed(cfg.seed)
+    set_seed(cfg.seed, device_specific=True)  # each process draws its own crops, t and noise
     output = Path(cfg.output)
 
     gen = build_generator(cfg.arch, eps=cfg.eps, **cfg.arch_overrides)
@@ -77,8 +77,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     data = CropDataset(cfg.data, cfg.side, cfg.crop, cfg.crop_scale, cfg.flip, cfg.color_jitter, cfg.pgd_deltas)
     loader = DataLoader(data, batch_size=cfg.batch, shuffle=True, drop_last=len(data) >= cfg.batch, num_workers=cfg.num_workers)
     opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup, num_training_steps=cfg.steps)
+    # a prepared scheduler steps once per process each step, so its horizon is scaled to match
+    n = accelerator.num_processes
+    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup * n, num_training_steps=cfg.steps * n)
     gen, opt, loader, sched = accelerator.prepare(gen, opt, loader, sched)
+    if len(loader) == 0:
+        raise ValueError(f"{len(data)} images give no batch of {cfg.batch} per process ({accelerator.num_processes} processes)")
 
     step = 0
     if resume and checkpoints(output):
@@ -111,11 +115,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             sched.step()
             step += 1
 
+            loss, sds, reg = (accelerator.reduce(v.detach(), "mean").item() for v in (loss, sds, reg))
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4g}")
+            bar.set_postfix(loss=f"{loss:.4g}")
             if metrics:
                 now = time.perf_counter()
-                row = {"step": step, "loss": loss.item(), "sds": sds.item(), "reg": reg.item(), "lr": sched.get_last_lr()[0], "sec": now - tic}
+                row = {"step": step, "loss": loss, "sds": sds, "reg": reg, "lr": sched.get_last_lr()[0], "sec": now - tic}
                 tic = now
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
@@ -130,6 +135,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         metrics.close()
         save_generator(accelerator.unwrap_model(gen), cfg, final)
         plot_metrics(output / "metrics.jsonl", output / "training_curve.png")
+    accelerator.print(f"saved {final}")
     accelerator.end_training()
     return final
 

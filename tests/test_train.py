@@ -95,3 +95,42 @@ def test_augmentations_keep_shape_and_gradient():
         assert y.shape == x.shape
         (g,) = torch.autograd.grad(y.sum(), x)
         assert g.abs().sum() > 0
+
+
+def test_config_values_are_type_checked(tmp_path):
+    for bad in ("steps=abc", "lr=[1]", "flip=3", "pgd_deltas=5", "targets=x"):
+        with pytest.raises(ValueError, match="must be"):
+            TrainConfig.load(None, [bad])
+    assert TrainConfig.load(None, ["lr=1", "t_max=500", "pgd_deltas=runs/pgd"]).lr == 1
+
+
+def test_two_process_ddp_on_cpu(cfg, tmp_path):
+    """`torchrun` starts two processes; accelerate wraps the generator in DDP over gloo. Both ranks
+    checkpoint their RNG state and the LR schedule is that of a one-process run."""
+    import os
+    import subprocess
+    import sys
+
+    from diffusers.optimization import get_scheduler
+
+    cfg.steps, cfg.warmup, cfg.schedule, cfg.checkpoint_every = 4, 1, "cosine", 4
+    cfg.data = cfg.data.replace("heldout", "train")  # 18 images: batches for both ranks
+    cfg.save(tmp_path / "cfg.yaml")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ridtrain.cli", "train", "--config", str(tmp_path / "cfg.yaml")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = tmp_path / "run" / "checkpoint-0000004" / "state"
+    assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
+    assert done.stdout.count("saved ") == 1
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=1, num_training_steps=4)
+    expected = []
+    for _ in range(4):
+        opt.step()
+        sched.step()
+        expected.append(sched.get_last_lr()[0])
+    assert lrs == pytest.approx(expected)
+    assert head(tmp_path / "run" / "final").abs().sum() > 0
