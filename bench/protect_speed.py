@@ -3,20 +3,25 @@
     python bench/protect_speed.py [--threads 2] [--runs 10]
 
 Prints, for each architecture: parameters, GFLOPs at 512², median seconds of one generator forward
-at 512², and for the bundled default model the median seconds of the whole `rid protect` array path
-(working-size resize, generator, delta upsample, 8-bit rounding) for 512² and 12 MP photos.
+at 512². For the bundled default model: median seconds of the array path (working-size resize,
+generator, delta upsample, 8-bit rounding) and of a whole file (JPEG decode, the array path, PNG
+encode and atomic write) for 512² and 12 MP photos.
 """
 
 import argparse
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import skimage
 import torch
+from PIL import Image
 
 from ridtrain.generators import build_generator, count_flops, count_params, load_generator
-from ridtrain.protect import protect_array
+from ridtrain.protect import Job, protect_array, protect_file
 
 
 def median_seconds(fn, runs: int, warmup: int = 2) -> float:
@@ -55,12 +60,17 @@ def main() -> None:
         print(f"{arch:<10}{count_params(gen):>12,}{count_flops(gen) / 1e9:>14.2f}{sec:>20.3f}")
 
     gen = load_generator("default")
-    rng = np.random.default_rng(0)
-    print(f"\n{'rid protect path (default model)':<36}{'s / photo':>12}")
-    for h, w in ((512, 512), (3000, 4000)):
-        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        sec = median_seconds(lambda: protect_array(gen, rgb), args.runs)
-        print(f"{f'{w}x{h}':<36}{sec:>12.3f}")
+    photo = np.asarray(Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB"))
+    print(f"\n{'default model, photo':<24}{'array path s':>14}{'file s (JPEG->PNG)':>20}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for h, w in ((512, 512), (3000, 4000)):
+            rgb = np.asarray(Image.fromarray(photo).resize((w, h), Image.BICUBIC))
+            src = Path(tmp) / f"{w}x{h}.jpg"
+            Image.fromarray(rgb).save(src, quality=92)
+            job = Job(src, Path(tmp) / f"{w}x{h}.png")
+            array_sec = median_seconds(lambda: protect_array(gen, rgb), args.runs)
+            file_sec = median_seconds(lambda: protect_file(gen, job, None, "png", False), max(3, args.runs // 3))
+            print(f"{f'{w}x{h}':<24}{array_sec:>14.3f}{file_sec:>20.3f}")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ridtrain.sds import denoise_loss
@@ -40,25 +42,38 @@ def advdm(targets, x, eps, steps=50, step_size=1 / 255, t_range=(0, None), gener
 
 
 def aspl_lite(targets, x, eps, rounds=5, ft_steps=3, pgd_per_round=10, step_size=1 / 255, ft_lr=1e-4, t_range=(0, None), generator=None):
-    """ASPL-lite perturbation: `rounds` of (fine-tune surrogates on x+delta, then PGD against them)."""
-    surrogates = [copy.deepcopy(tg) for tg in targets]
-    optimizers = []
-    for s in surrogates:
-        s.unet.requires_grad_(True).train()
-        optimizers.append(torch.optim.AdamW(s.unet.parameters(), lr=ft_lr))
+    """ASPL-lite perturbation, after Anti-DreamBooth's ASPL. Each target gets a trainable copy of
+    its UNet, the "personalised" model. Each round: (1) a surrogate copy of it is fine-tuned on the
+    clean images, (2) PGD attacks that surrogate, (3) the personalised model is fine-tuned on the
+    protected images, as an attacker would. The given targets are never changed."""
+    models = [_trainable_copy(tg) for tg in targets]
     delta = torch.zeros_like(x)
     for _ in range(rounds):
-        for s, opt in zip(surrogates, optimizers):
-            for _ in range(ft_steps):
-                loss = denoise_loss(s, (x + delta).detach(), t_range=t_range, generator=generator)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            s.unet.eval()
-        delta = pgd_steps(surrogates, x, delta, eps, pgd_per_round, step_size, t_range, generator)
+        surrogates = [_trainable_copy(m) for m in models]
         for s in surrogates:
-            s.unet.train()
+            _fine_tune(s, x, ft_steps, ft_lr, t_range, generator)
+        delta = pgd_steps(surrogates, x, delta, eps, pgd_per_round, step_size, t_range, generator)
+        for m in models:
+            _fine_tune(m, (x + delta).detach(), ft_steps, ft_lr, t_range, generator)
     return delta
+
+
+def _trainable_copy(target):
+    """A shallow copy of a target with its own deep-copied UNet; VAE and text context are shared."""
+    clone = copy.copy(target)
+    clone._modules = dict(target._modules, unet=copy.deepcopy(target.unet))
+    return clone
+
+
+def _fine_tune(target, images, steps, lr, t_range, generator):
+    target.unet.requires_grad_(True).train()
+    opt = torch.optim.AdamW(target.unet.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = denoise_loss(target, images, t_range=t_range, generator=generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    target.unet.requires_grad_(False).eval()
 
 
 METHODS = {"advdm": advdm, "aspl": aspl_lite}
@@ -79,39 +94,43 @@ def parse_shard(shard: str) -> tuple[int, int]:
 
 
 def run_attack(images, out, targets, method="advdm", eps_levels=8, side=512, shard="0/1", overwrite=False, **method_kwargs) -> dict:
-    """Protect every image of a folder with a PGD baseline at the training working size.
+    """Protect every image of a folder with a PGD baseline, computed at the training working size.
 
-    Writes out/deltas/<rel>.safetensors (key "delta", (3,h,w) float32, with method metadata) and
-    out/images/<rel>.png; an image whose delta exists is skipped, so an interrupted run resumes.
-    Returns counts {done, skipped, failed}."""
-    from safetensors.torch import save_file
-
+    Writes out/images/<rel>.png (the full-size protected photo, as `rid protect` would: comparable
+    by `rid eval --protected`) and then out/deltas/<rel>.safetensors (key "delta", (3,h,w) float32
+    at the working size, with method metadata: the training regulariser's target). An image whose
+    delta exists is skipped, so an interrupted run resumes. Returns counts and seconds per image."""
     from ridtrain import pixels
-    from ridtrain.data import delta_path, find_images, load_working
+    from ridtrain.data import DATA_MULTIPLE, delta_path, find_images
 
     k, n = parse_shard(shard)
     files = find_images(images)[k::n]
-    attack = METHODS[method]
-    counts = {"done": 0, "skipped": 0, "failed": 0}
+    attack, eps = METHODS[method], eps_levels / 255.0
+    device = targets[0].alphas_cumprod.device
+    counts, seconds = {"done": 0, "skipped": 0, "failed": 0}, 0.0
     for path in tqdm(files, desc=f"{method} {shard}"):
         file = delta_path(Path(out) / "deltas", images, path)
         if file.exists() and not overwrite:
             counts["skipped"] += 1
             continue
         try:
-            x = load_working(path, side)[None]
+            img = pixels.load_image(path)
         except pixels.ImageError as err:
             print(f"error: {path}: {err}", file=sys.stderr)
             counts["failed"] += 1
             continue
-        delta = attack(targets, x, eps_levels / 255.0, **method_kwargs)
+        x = pixels.to_float(img.rgb)  # (1, 3, H, W)
+        tic = time.perf_counter()
+        delta = attack(targets, pixels.working_image(x, side, DATA_MULTIPLE).to(device), eps, **method_kwargs).cpu()
+        seconds += time.perf_counter() - tic
+        image = Path(out) / "images" / file.relative_to(Path(out) / "deltas").with_suffix("").with_suffix(".png")
+        image.parent.mkdir(parents=True, exist_ok=True)
+        pixels.save_image(image, pixels.apply_delta(x, delta, eps), img.alpha)
         file.parent.mkdir(parents=True, exist_ok=True)
         meta = {"method": method, "eps": str(eps_levels), "side": str(side), **{k: str(v) for k, v in method_kwargs.items()}}
         tmp = file.with_name(file.name + ".tmp")
         save_file({"delta": delta[0].contiguous()}, tmp, metadata=meta)
         os.replace(tmp, file)
-        image = Path(out) / "images" / file.relative_to(Path(out) / "deltas").with_suffix("").with_suffix(".png")
-        image.parent.mkdir(parents=True, exist_ok=True)
-        pixels.save_image(image, pixels.to_uint8((x + delta).clamp(0, 1)))
         counts["done"] += 1
+    counts["seconds_per_image"] = seconds / counts["done"] if counts["done"] else None
     return counts

@@ -75,6 +75,8 @@ def attack(
     shard: str = typer.Option("0/1", "--shard", help="K/N: take every N-th image from the K-th, for parallel runs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose delta exists (default: resume)."),
     seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    dtype: str = typer.Option("float32", "--dtype", help="Target weights: float32, float16 or bfloat16 (GPUs)."),
 ):
     """Per-image PGD baselines (AdvDM, ASPL-lite): protected images plus delta files, resumable."""
     import torch
@@ -89,7 +91,7 @@ def attack(
             raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
         kwargs = {"steps": steps} if method == "advdm" else {"rounds": rounds, "pgd_per_round": steps}
         torch.manual_seed(seed)
-        loaded = load_targets(targets)
+        loaded = load_targets(targets, device, _dtype(dtype))
         counts = run_attack(images, out, loaded, method, eps, side, shard, overwrite, step_size=step_size / 255, **kwargs)
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))
@@ -108,6 +110,8 @@ def evaluate(
     samples: int = typer.Option(4, "--samples", help="Draws of (t, noise) per image and condition."),
     seed: int = typer.Option(0, "--seed"),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (targets and generator)"),
+    dtype: str = typer.Option("float32", "--dtype", help="Target weights: float32, float16 or bfloat16 (GPUs)."),
 ):
     """Adv-SDS objective and denoising MSE on clean, protected, same-L2 Gaussian and uniform +-eps
     inputs; delta L-inf/L2/PSNR/SSIM; seconds per image. Prints JSON."""
@@ -120,8 +124,8 @@ def evaluate(
             raise ValueError("give exactly one of --model or --protected")
         if eps is not None:
             check_eps(eps)
-        gen = load_generator(model) if model else None
-        result = run_eval(load_targets(targets), images, protected, gen, eps, side, samples, seed)
+        gen = load_generator(model).to(device) if model else None
+        result = run_eval(load_targets(targets, device, _dtype(dtype)), images, protected, gen, eps, side, samples, seed)
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))
     text = json.dumps(result, indent=2)
@@ -171,6 +175,14 @@ def build_corpus(out: Path = typer.Argument(Path("corpus"), help="Folder for tra
     except FileNotFoundError as err:
         _fail(str(err))
     typer.echo(f"{out}: {counts['train']} train, {counts['heldout']} held-out images")
+
+
+def _dtype(name: str):
+    from ridtrain.train import DTYPES
+
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[name]
 
 
 def _fail(message: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 
+TARGET_DTYPES = ("float32", "float16", "bfloat16")
 OPTIONAL = {"pgd_deltas": str, "t_max": int}  # keys whose default is None, and their type
 
 
@@ -56,7 +57,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] = ()) -> "TrainConfig":
-        values = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+        values = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
         for item in overrides:
             key, sep, raw = item.partition("=")
             if not sep:
@@ -67,10 +68,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
         cfg = cls(**values)
-        cfg.check_types()
+        cfg.check_values()
         return cfg
 
-    def check_types(self) -> None:
+    def check_values(self) -> None:
         """Each value must have its default's type; an int is a fine float, None only for OPTIONAL."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -83,6 +84,10 @@ class TrainConfig:
             ok = isinstance(value, (int, float) if want is float else want) and (want is bool or not isinstance(value, bool))
             if not ok:
                 raise ValueError(f"config key {f.name!r} must be {want.__name__}, got {value!r}")
+        if self.target_dtype not in TARGET_DTYPES:
+            raise ValueError(f"target_dtype must be one of {TARGET_DTYPES}, got {self.target_dtype!r}")
+        if self.keep_checkpoints < 1:
+            raise ValueError("keep_checkpoints must be at least 1")
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))

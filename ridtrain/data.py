@@ -1,9 +1,12 @@
 """Training images: a folder of photos, brought to the working size by the canonical pixel pipeline,
 then random crops at several scales, flips and colour jitter. Where a per-image PGD delta was
-precomputed (`rid attack`, same working size), it is cropped and flipped with the image."""
+precomputed (`rid attack`, same working size), the crop is taken at native resolution (a resize
+would blur the delta into something no longer adversarial) and cropped and flipped with the image.
+A file that fails to decode is reported once and replaced by another image."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -22,15 +25,12 @@ def find_images(root: str | Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"no such image file or folder: {root}")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in pixels.IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in root.rglob("*") if pixels.is_image_path(p.relative_to(root)) and p.is_file())
 
 
 def load_working(path: str | Path, side: int) -> torch.Tensor:
     """(3,h,w) float in [0,1] at the working size for `side`, as `rid attack` and training see it."""
-    img = pixels.load_image(path)
-    x = pixels.to_float(img.rgb)
-    h, w = img.rgb.shape[:2]
-    return pixels.to_working(x, pixels.working_size(h, w, side=side, multiple=DATA_MULTIPLE))[0]
+    return pixels.working_image(pixels.to_float(pixels.load_image(path).rgb), side, DATA_MULTIPLE)[0]
 
 
 def delta_path(delta_root: str | Path, image_root: str | Path, image: Path) -> Path:
@@ -47,6 +47,12 @@ class CropDataset(Dataset):
             raise FileNotFoundError(f"no images under {root}")
         self.side, self.crop, self.crop_scale = side, crop, crop_scale
         self.flip, self.jitter, self.pgd_deltas = flip, color_jitter, pgd_deltas
+        self.bad: set[int] = set()
+        if pgd_deltas:
+            found = sum(delta_path(pgd_deltas, self.root, f).is_file() for f in self.files)
+            if not found:
+                raise FileNotFoundError(f"pgd_deltas {pgd_deltas}: no delta matches any image under {root}")
+            print(f"pgd deltas for {found} of {len(self.files)} images", file=sys.stderr)
 
     def __len__(self):
         return len(self.files)
@@ -62,12 +68,23 @@ class CropDataset(Dataset):
             raise ValueError(f"{file}: delta shape {tuple(delta.shape)} != working image {tuple(shape)}; was it made with side={self.side}?")
         return delta
 
+    def _load(self, i) -> tuple[int, torch.Tensor]:
+        for j in [i] + torch.randperm(len(self.files)).tolist():
+            if j in self.bad:
+                continue
+            try:
+                return j, load_working(self.files[j], self.side)
+            except pixels.ImageError as err:
+                print(f"skipping {self.files[j]}: {err}", file=sys.stderr)
+                self.bad.add(j)
+        raise FileNotFoundError(f"no decodable image under {self.root}")
+
     def __getitem__(self, i):
-        x = load_working(self.files[i], self.side)
+        i, x = self._load(i)
         delta = self._delta(self.files[i], x.shape)
         has_delta = delta is not None
         both = torch.cat([x, delta if has_delta else torch.zeros_like(x)])  # (6,h,w): crop them together
-        both = self._random_crop(both)
+        both = self._native_crop(both) if has_delta else self._random_crop(both)
         if self.flip and torch.rand(()) < 0.5:
             both = both.flip(-1)
         x, delta = both[:3], both[3:]
@@ -82,6 +99,14 @@ class CropDataset(Dataset):
         top, left = int(torch.randint(0, h - s + 1, ())), int(torch.randint(0, w - s + 1, ()))
         t = t[:, top : top + s, left : left + s]
         return F.interpolate(t[None], size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False)[0]
+
+    def _native_crop(self, t: torch.Tensor) -> torch.Tensor:
+        """A crop x crop window at the working resolution; no resize touches the delta."""
+        h, w = t.shape[-2:]
+        if min(h, w) < self.crop:
+            raise ValueError(f"crop {self.crop} is larger than the working image {h}x{w} (side {self.side})")
+        top, left = int(torch.randint(0, h - self.crop + 1, ())), int(torch.randint(0, w - self.crop + 1, ()))
+        return t[:, top : top + self.crop, left : left + self.crop]
 
     def _color_jitter(self, x: torch.Tensor) -> torch.Tensor:
         a = self.jitter

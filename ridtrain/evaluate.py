@@ -23,13 +23,14 @@ CONDITIONS = ("clean", "protected", "gaussian", "uniform")
 
 
 def _working(rgb: np.ndarray, side: int) -> torch.Tensor:
-    h, w = rgb.shape[:2]
-    return pixels.to_working(pixels.to_float(rgb), pixels.working_size(h, w, side=side, multiple=DATA_MULTIPLE))
+    return pixels.working_image(pixels.to_float(rgb), side, DATA_MULTIPLE)
 
 
 def conditions(clean: torch.Tensor, protected: torch.Tensor, eps: float, gen: torch.Generator) -> dict:
     """The four inputs compared: clean, protected, Gaussian noise with the protected delta's L2
-    norm, uniform noise in [-eps, eps]."""
+    norm, uniform noise in [-eps, eps]. The noises are added at the working size in float (no
+    8-bit rounding), while the protected image went through the full-size 8-bit path and the
+    attacker's resize: noise gets the more favourable treatment of the two."""
     delta = protected - clean
     gauss = torch.randn(clean.shape, generator=gen)
     gauss *= delta.norm() / gauss.norm().clamp_min(1e-12)
@@ -87,7 +88,10 @@ def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, sid
             protected = protect_array(gen, clean, eps_levels)
             seconds += time.perf_counter() - tic
         else:
-            protected = pixels.load_image(_match(Path(protected_dir), root, path)).rgb
+            match = _match(Path(protected_dir), root, path)
+            protected = pixels.load_image(match).rgb
+            if protected.shape != clean.shape:
+                raise ValueError(f"{match}: protected image is {protected.shape[1]}x{protected.shape[0]}, the clean one {clean.shape[1]}x{clean.shape[0]}")
         stats.append(delta_stats(clean, protected))
         noise_gen = torch.Generator().manual_seed(seed + 1_000_003 * i)
         inputs = conditions(_working(clean, side), _working(protected, side), eps_levels / 255, noise_gen)

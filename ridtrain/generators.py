@@ -3,7 +3,7 @@
 Two families share one contract (`forward(x, eps=None) -> delta`):
 - `CompactGenerator` (rid-s, rid-m): fully convolutional, works at 1/4 resolution after a
   pixel-unshuffle so that it is cheap enough for a browser. Uses only Conv, Resize, Add/Mul,
-  Sigmoid/Tanh, Concat and depth-to-space, which onnxruntime-web runs on WebGPU and WASM.
+  Sigmoid/Tanh and space-to-depth/depth-to-space, which onnxruntime-web runs on WebGPU and WASM.
 - `DiTGenerator` (rid-dit): the paper's pixel-space DiT (patch 16, hidden 1152, depth 14).
 
 Both are diffusers `ModelMixin`s, so `save_pretrained`/`from_pretrained` write and read
@@ -197,6 +197,8 @@ class DiTGenerator(_Generator):
         p, gh, gw = self.config.patch, h // self.config.patch, w // self.config.patch
         t = self.patchify(2 * x - 1).flatten(2).transpose(1, 2)  # (N, T, hidden)
         t = t + sincos_pos_embed(self.config.hidden, gh, gw, x.device).to(t.dtype)
+        # The paper conditions adaLN on a constant zero vector: silu(0) = 0, so the adaLN weight
+        # matrices never get a gradient and only their biases act (learned shift/scale/gate).
         c = torch.zeros(n, self.config.hidden, device=x.device, dtype=t.dtype)
         for block in self.layers:
             t = block(t, c)

@@ -60,6 +60,12 @@ SAVE_OPTIONS = {"png": dict(format="PNG"), "webp": dict(format="WEBP", lossless=
 ORIENTATION = 0x0112
 
 
+def is_image_path(rel: Path) -> bool:
+    """Files that folder scans pick up: an image suffix and no hidden part (".thumbnails/", macOS
+    "._x.jpg", our own temp files). `rel` is relative to the folder scanned."""
+    return rel.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts)
+
+
 class ImageError(ValueError):
     """A file that cannot be used as a photo; the message is a short reason."""
 
@@ -171,10 +177,21 @@ def to_working(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def working_image(x: torch.Tensor, side: int = 512, multiple: int = 16) -> torch.Tensor:
+    """x (N,3,H,W) brought to working_size(H, W, side, multiple) by to_working."""
+    return to_working(x, working_size(*x.shape[-2:], side=side, multiple=multiple))
+
+
 def delta_to_full(delta: torch.Tensor, size: tuple[int, int], eps: float) -> torch.Tensor:
     """delta (N,3,hw,ww) back to the photo's (H, W); bilinear, antialias=False, clamped to +-eps."""
     full = F.interpolate(delta, size=size, mode="bilinear", align_corners=False, antialias=False)
     return full.clamp_(-eps, eps)
+
+
+def apply_delta(x: torch.Tensor, delta: torch.Tensor, eps: float) -> np.ndarray:
+    """The photo x (1,3,H,W) plus a working-size delta, as 8-bit (H,W,3): delta_to_full, add,
+    clamp to [0,1], to_uint8."""
+    return to_uint8((x + delta_to_full(delta, tuple(x.shape[-2:]), eps)).clamp_(0.0, 1.0))
 
 
 # ----------------------------------------------------------------------------- 8 bits <-> float

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ridtrain.generators import check_eps, load_generator
-from ridtrain.pixels import IMAGE_SUFFIXES, SAVE_OPTIONS, ImageError, delta_to_full, load_image, save_image, to_float, to_uint8, to_working, working_size
+from ridtrain.pixels import SAVE_OPTIONS, ImageError, apply_delta, is_image_path, load_image, save_image, to_float, working_image
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -25,12 +25,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
     """uint8 (H,W,3) -> protected uint8 (H,W,3); eps in 8-bit levels, default the model's."""
     eps = check_eps(gen.config.eps if eps_levels is None else eps_levels) / 255.0
-    h, w = rgb.shape[:2]
     x = to_float(rgb).to(gen.device)  # (1, 3, H, W)
     with torch.inference_mode():
-        delta = gen(to_working(x, working_size(h, w, multiple=gen.stride)), eps)  # (1, 3, hw, ww)
-        x += delta_to_full(delta, (h, w), eps)
-        return to_uint8(x.clamp_(0.0, 1.0))
+        delta = gen(working_image(x, multiple=gen.stride), eps)  # (1, 3, hw, ww)
+        return apply_delta(x, delta, eps)
 
 
 @dataclass
@@ -46,7 +44,7 @@ def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], l
     jobs, errors, claimed = [], [], {}
     for item in inputs:
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if _is_photo(p.relative_to(item)) and p.is_file())
+            files = sorted(p for p in item.rglob("*") if is_image_path(p.relative_to(item)) and p.is_file())
             pairs = [(p, p.relative_to(item)) for p in files if not p.resolve().is_relative_to(out_root)]
         else:
             pairs = [(item, Path(item.name))]
@@ -58,11 +56,6 @@ def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], l
             claimed[dst] = src
             jobs.append(Job(src, dst))
     return jobs, errors
-
-
-def _is_photo(rel: Path) -> bool:
-    """An image suffix, and no hidden part (".thumbnails/", macOS "._x.jpg", our own temp files)."""
-    return rel.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts)
 
 
 def protect_file(gen, job: Job, eps: int | None, fmt: str, keep_metadata: bool) -> None:

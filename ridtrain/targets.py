@@ -44,12 +44,6 @@ class DiffusionTarget(nn.Module):
         posterior = self.vae.encode(x).latent_dist
         return posterior.sample(generator=generator).float() * self.scaling_factor
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        if self.vae is None:
-            return ((z + 1) / 2).clamp(0, 1)
-        x = self.vae.decode((z / self.scaling_factor).to(self.dtype)).sample.float()
-        return ((x + 1) / 2).clamp(0, 1)
-
     def add_noise(self, z, t, noise):
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         return a.sqrt() * z + (1 - a).sqrt() * noise
@@ -87,7 +81,7 @@ def load_target(path: str | Path, device: str | torch.device = "cpu", dtype: tor
     src = str(path)
     local = Path(src)
     if not local.exists() and not _looks_like_hub_id(src):
-        raise FileNotFoundError(f"{src}: no such checkpoint folder")
+        raise FileNotFoundError(f"{src}: no such checkpoint folder (and not an org/name hub id)")
     if local.exists() and not (local / "unet").is_dir():
         raise FileNotFoundError(f"{src}: not a diffusers checkpoint folder (no unet/ subfolder)")
     scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler")

@@ -47,22 +47,43 @@ def save_checkpoint(accelerator, gen, cfg: TrainConfig, step: int) -> Path:
     folder = Path(cfg.output) / f"checkpoint-{step:07d}"
     accelerator.save_state(str(folder / "state"))
     if accelerator.is_main_process:
-        save_generator(accelerator.unwrap_model(gen), cfg, folder)
+        save_generator(accelerator.unwrap_model(gen), cfg, folder, step)
         (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
         for old in checkpoints(Path(cfg.output))[: -cfg.keep_checkpoints]:
             shutil.rmtree(old)
     return folder
 
 
-def save_generator(gen, cfg: TrainConfig, folder: Path) -> None:
+def save_generator(gen, cfg: TrainConfig, folder: Path, step: int) -> None:
     gen.save_pretrained(folder)
     cfg.save(folder / "train_config.yaml")
     card = {
-        "summary": f"{cfg.arch} trained with Adv-SDS for {cfg.steps} steps at eps={cfg.eps} against {len(cfg.targets)} target(s).",
+        "summary": f"{cfg.arch} trained with Adv-SDS for {step} steps at eps={cfg.eps} against {len(cfg.targets)} target(s).",
         "trained_against": [str(t) for t in cfg.targets],
         "data": str(cfg.data),
     }
     (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+
+
+def resume_state(accelerator, output: Path, resume: bool) -> int:
+    """The step to start from. A fresh run refuses a folder that holds an earlier run; --resume
+    loads the newest checkpoint (weights, optimiser, scheduler, RNG) and drops metric rows logged
+    after it, so the log has each step once."""
+    if not resume:
+        if (output / "metrics.jsonl").exists() or checkpoints(output):
+            raise ValueError(f"{output} holds an earlier run: pass --resume to continue it, or choose another output")
+        return 0
+    if not checkpoints(output):
+        raise ValueError(f"--resume: no checkpoint-* in {output}")
+    last = checkpoints(output)[-1]
+    accelerator.load_state(str(last / "state"))
+    step = json.loads((last / "trainer_state.json").read_text())["step"]
+    log = output / "metrics.jsonl"
+    if accelerator.is_main_process and log.exists():
+        rows = [line for line in log.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        log.write_text("".join(row + "\n" for row in rows))
+    accelerator.print(f"resumed from {last} at step {step}")
+    return step
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -71,9 +92,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     output = Path(cfg.output)
 
     gen = build_generator(cfg.arch, eps=cfg.eps, **cfg.arch_overrides)
-    targets = load_targets(cfg.targets, device=accelerator.device, dtype=DTYPES[cfg.target_dtype])
-    if not targets:
+    if not cfg.targets:
         raise ValueError("config names no targets")
+    targets = load_targets(cfg.targets, device=accelerator.device, dtype=DTYPES[cfg.target_dtype])
     data = CropDataset(cfg.data, cfg.side, cfg.crop, cfg.crop_scale, cfg.flip, cfg.color_jitter, cfg.pgd_deltas)
     loader = DataLoader(data, batch_size=cfg.batch, shuffle=True, drop_last=len(data) >= cfg.batch, num_workers=cfg.num_workers)
     opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -82,14 +103,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup * n, num_training_steps=cfg.steps * n)
     gen, opt, loader, sched = accelerator.prepare(gen, opt, loader, sched)
     if len(loader) == 0:
-        raise ValueError(f"{len(data)} images give no batch of {cfg.batch} per process ({accelerator.num_processes} processes)")
+        raise ValueError(f"{len(data)} images give no batch of {cfg.batch} per process ({n} processes)")
 
-    step = 0
-    if resume and checkpoints(output):
-        last = checkpoints(output)[-1]
-        accelerator.load_state(str(last / "state"))
-        step = json.loads((last / "trainer_state.json").read_text())["step"]
-        accelerator.print(f"resumed from {last} at step {step}")
+    step = resume_state(accelerator, output, resume)
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         cfg.save(output / "train_config.yaml")
@@ -133,27 +149,33 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     final = output / "final"
     if accelerator.is_main_process:
         metrics.close()
-        save_generator(accelerator.unwrap_model(gen), cfg, final)
+        save_generator(accelerator.unwrap_model(gen), cfg, final, step)
         plot_metrics(output / "metrics.jsonl", output / "training_curve.png")
     accelerator.print(f"saved {final}")
     accelerator.end_training()
     return final
 
 
-def plot_metrics(jsonl: Path, png: Path) -> None:
+def plot_metrics(jsonl: Path, png: Path, window: int = 20) -> None:
+    """Two panels: the Adv-SDS value 1/2 w²||n̂ - n||² (it rises as protection strengthens: the
+    gradient, not the value, is what training descends) and the PGD regulariser; raw and a
+    moving average, since single steps are dominated by the draw of t."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("loss", "sds", "reg"):
-        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (lower = stronger protection)")
-    ax.set_yscale("symlog")
-    ax.legend()
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in zip(axes, ("sds", "reg"), ("Adv-SDS value (higher = stronger)", "||delta - delta_pgd||² (lower = closer)")):
+        values = torch.tensor([r[key] for r in rows], dtype=torch.float64)
+        smooth = torch.nn.functional.avg_pool1d(values[None, None], min(window, len(values)), stride=1)[0, 0]
+        ax.plot(steps, values.tolist(), alpha=0.3, label="per step")
+        ax.plot(steps[len(steps) - len(smooth):], smooth.tolist(), label=f"mean of {min(window, len(values))}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.legend()
     fig.tight_layout()
     tmp = png.with_name(png.name + ".tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -41,10 +41,14 @@ def test_run_attack_is_sharded_and_resumable(pixel_target, corpus, tmp_path):
     assert first["done"] + second["done"] == 3 and first["done"] >= 1 and second["done"] >= 1
     deltas = sorted((out / "deltas").glob("*.safetensors"))
     assert len(deltas) == 3 and len(list((out / "images").glob("*.png"))) == 3
+    from PIL import Image
+
+    assert Image.open(out / "images" / "rocket.png").size == Image.open(images / "rocket.jpg").size  # full size
     d = load_file(deltas[0])["delta"]
     assert d.shape[0] == 3 and min(d.shape[1:]) == 32 and d.abs().max() <= EPS + 1e-7
     again = run_attack(images, out, [pixel_target], "advdm", 8, side=32, shard="0/1", steps=2)
-    assert again == {"done": 0, "skipped": 3, "failed": 0}
+    assert again == {"done": 0, "skipped": 3, "failed": 0, "seconds_per_image": None}
+    assert first["seconds_per_image"] > 0
     assert not list(out.rglob("*.tmp"))
 
 

@@ -47,3 +47,22 @@ def test_folder_eval_matches_generator_eval(pixel_path, pixel_target, corpus, ge
 def test_eval_needs_one_source(pixel_target, corpus):
     with pytest.raises(ValueError, match="exactly one"):
         evaluate([pixel_target], corpus / "heldout")
+
+
+def test_eval_of_attack_output(pixel_path, pixel_target, corpus, tmp_path):
+    from ridtrain.attacks import run_attack
+
+    run_attack(corpus / "heldout", tmp_path, [pixel_target], "advdm", 8, side=32, steps=2)
+    r = evaluate([pixel_target], corpus / "heldout", protected_dir=tmp_path / "images", side=32, samples=2)
+    per = r["targets"][pixel_target.name]
+    assert per["protected"]["denoise_mse"] > per["clean"]["denoise_mse"]
+    assert r["delta"]["linf_levels"] == 2  # two PGD steps of one level
+
+
+def test_a_protected_image_of_another_size_is_named(pixel_target, corpus, tmp_path):
+    from PIL import Image
+
+    for path in (corpus / "heldout").iterdir():
+        Image.new("RGB", (8, 8)).save(tmp_path / (path.stem + ".png"))
+    with pytest.raises(ValueError, match="protected image is 8x8"):
+        evaluate([pixel_target], corpus / "heldout", protected_dir=tmp_path, side=32, samples=1)

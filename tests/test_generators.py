@@ -72,3 +72,17 @@ def test_eps_is_checked():
 def test_unknown_model_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no generator"):
         load_generator(tmp_path / "nope")
+
+
+def test_the_bundled_default_model_loads_and_says_what_it_is():
+    from typer.testing import CliRunner
+
+    from ridtrain.cli import app
+    from ridtrain.generators import model_card
+
+    gen = load_generator("default")
+    assert count_params(gen) <= 2_000_000 and gen.config.eps == 8
+    card = model_card("default")
+    assert "NOT trained against Stable Diffusion" in card["summary"] and card["trained_against"]
+    help_text = " ".join(CliRunner().invoke(app, ["protect", "--help"]).output.split())
+    assert "NOT trained against Stable Diffusion" in help_text

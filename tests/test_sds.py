@@ -73,7 +73,7 @@ def test_optimising_delta_raises_denoising_mse(pixel_target, crops):
     assert protected > clean
 
 
-def test_ensemble_of_two_is_the_mean_with_independent_draws(ldms):
+def test_ensemble_of_two_is_the_mean_of_members_drawing_in_turn(ldms):
     x = torch.rand(2, 3, 32, 32)
     g = torch.Generator().manual_seed(5)
     ens = ensemble_sds_loss(ldms, x, generator=g)

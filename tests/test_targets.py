@@ -23,9 +23,15 @@ def test_latent_round_trip_through_the_sd_loader(ldm_paths, ldms):
 
 
 def test_encode_is_differentiable_and_scaled(ldms):
+    target = ldms[0]
     x = torch.rand(1, 3, 32, 32, requires_grad=True)
-    z = ldms[0].encode(x, generator=torch.Generator().manual_seed(0))
+    z = target.encode(x, generator=torch.Generator().manual_seed(0))
     assert z.shape == (1, 4, 16, 16)
+    with torch.no_grad():
+        posterior = target.vae.encode(2 * x - 1).latent_dist
+        direct = posterior.sample(generator=torch.Generator().manual_seed(0)) * target.vae.config.scaling_factor
+    assert target.scaling_factor == target.vae.config.scaling_factor
+    assert torch.allclose(z, direct)
     z.sum().backward()
     assert x.grad.abs().sum() > 0
 

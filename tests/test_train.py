@@ -42,6 +42,8 @@ def test_resume_continues_from_the_last_checkpoint(cfg, tmp_path):
     run = tmp_path / "run"
     saved = head(run / "checkpoint-0000002")
     assert torch.equal(head(train(cfg, resume=True)), saved)  # nothing left: the loaded weights come back
+    with open(run / "metrics.jsonl", "a") as log:  # a step logged after the checkpoint, then a crash
+        log.write(json.dumps({"step": 3, "loss": 1.0, "sds": 1.0, "reg": 0.0}) + "\n")
     cfg.steps = 3
     final = train(cfg, resume=True)
     rows = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -134,3 +136,71 @@ def test_two_process_ddp_on_cpu(cfg, tmp_path):
         expected.append(sched.get_last_lr()[0])
     assert lrs == pytest.approx(expected)
     assert head(tmp_path / "run" / "final").abs().sum() > 0
+
+
+def test_a_fresh_run_refuses_an_earlier_runs_folder(cfg):
+    train(cfg)
+    with pytest.raises(ValueError, match="--resume"):
+        train(cfg)
+
+
+def test_the_regulariser_pulls_delta_towards_pgd(cfg, tmp_path):
+    """With delta files that a generator can learn (a constant +4 levels), a strong lambda pulls
+    delta(x) towards them: the regulariser term falls."""
+    from safetensors.torch import save_file
+
+    from ridtrain.data import delta_path, find_images, load_working
+
+    for path in find_images(cfg.data):
+        save_file({"delta": torch.full_like(load_working(path, cfg.side), 4 / 255)}, delta_path(tmp_path, cfg.data, path))
+    cfg.pgd_deltas, cfg.pgd_lambda, cfg.steps, cfg.batch, cfg.lr = str(tmp_path), 1e4, 12, 3, 1e-2
+    cfg.grad_clip, cfg.aug_jpeg_prob, cfg.aug_resize_prob = 0.0, 0.0, 0.0
+    train(cfg)
+    regs = [json.loads(line)["reg"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert regs[0] == pytest.approx(3 * 32 * 32 * (4 / 255) ** 2, rel=1e-3)  # delta = 0 at init
+    assert sum(regs[-3:]) < 0.5 * sum(regs[:3])
+
+
+def test_crops_keep_image_and_delta_aligned(corpus, tmp_path):
+    from safetensors.torch import save_file
+
+    from ridtrain.data import CropDataset, delta_path, find_images, load_working
+
+    root = corpus / "heldout"
+    for path in find_images(root):
+        file = delta_path(tmp_path, root, path)
+        save_file({"delta": 0.01 * load_working(path, 48)}, file)
+    ds = CropDataset(root, side=48, crop=32, pgd_deltas=tmp_path)
+    torch.manual_seed(0)
+    for i in range(len(ds)):
+        for _ in range(4):
+            x, delta, has_delta = ds[i]
+            assert has_delta and x.shape == delta.shape == (3, 32, 32)
+            assert torch.allclose(delta, 0.01 * x, atol=1e-7)
+
+
+def test_deltas_that_match_no_image_are_an_error(corpus, tmp_path):
+    from ridtrain.data import CropDataset
+
+    with pytest.raises(FileNotFoundError, match="no delta matches"):
+        CropDataset(corpus / "heldout", pgd_deltas=tmp_path)
+
+
+def test_a_bad_training_file_is_skipped(corpus, tmp_path, capsys):
+    import shutil
+
+    from ridtrain.data import CropDataset
+
+    shutil.copy(corpus / "heldout" / "rocket.jpg", tmp_path / "good.jpg")
+    (tmp_path / "bad.jpg").write_text("not an image")
+    ds = CropDataset(tmp_path, side=48, crop=32)
+    assert all(ds[i][0].shape == (3, 32, 32) for i in range(len(ds)) for _ in range(3))
+    assert capsys.readouterr().err.count("skipping") == 1
+
+
+def test_the_paper_dit_class_trains(cfg, tmp_path):
+    cfg.arch, cfg.arch_overrides, cfg.steps = "rid-dit", {"hidden": 32, "depth": 2, "heads": 4}, 2
+    final = train(cfg)
+    gen = load_generator(final)
+    assert type(gen).__name__ == "DiTGenerator"
+    assert gen.out.weight.abs().sum() > 0
