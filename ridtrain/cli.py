@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ridtrain.generators import DEFAULT_MODEL
+from ridtrain.bundled import DEFAULT_MODEL, model_card
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="RID: real-time identity defender toolkit.")
 
@@ -19,8 +19,6 @@ def main() -> None:
 
 
 def _bundled_note() -> str:
-    from ridtrain.generators import model_card
-
     try:
         return model_card(DEFAULT_MODEL).get("summary", "it has no model card.")
     except FileNotFoundError:

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
+from ridtrain.bundled import DEFAULT_MODEL, model_card, resolve_model_path  # noqa: F401 (re-exported)
+
 ALLOWED_EPS = (4, 8, 12, 16)  # 8-bit levels: eps=8 means 8/255 on the [0,1] scale
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "default"
 
 
 def check_eps(eps: int) -> int:
@@ -226,18 +226,6 @@ def build_generator(arch: str, eps: int = 8, **overrides) -> _Generator:
     return cls(eps=eps, **{**kwargs, **overrides})
 
 
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A bundled model name (a folder of ridtrain/weights/) or a path to a saved generator."""
-    path = Path(name_or_path)
-    if (path / "config.json").is_file():
-        return path
-    bundled = WEIGHTS_DIR / str(name_or_path)
-    if (bundled / "config.json").is_file():
-        return bundled
-    names = sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").is_file()) if WEIGHTS_DIR.is_dir() else []
-    raise FileNotFoundError(f"no generator at {name_or_path!r}: not a folder with config.json, nor a bundled model {names}")
-
-
 def load_generator(name_or_path: str | Path = DEFAULT_MODEL) -> _Generator:
     """Load a saved generator (bundled name or folder), in eval mode on CPU."""
     path = resolve_model_path(name_or_path)
@@ -245,12 +233,6 @@ def load_generator(name_or_path: str | Path = DEFAULT_MODEL) -> _Generator:
     if class_name not in CLASSES:
         raise ValueError(f"{path}/config.json names unknown class {class_name!r}; known: {sorted(CLASSES)}")
     return CLASSES[class_name].from_pretrained(path).eval()
-
-
-def model_card(name_or_path: str | Path = DEFAULT_MODEL) -> dict:
-    """What a saved generator was trained against (model_card.json beside its weights), or {}."""
-    card = resolve_model_path(name_or_path) / "model_card.json"
-    return json.loads(card.read_text()) if card.is_file() else {}
 
 
 def count_params(model: nn.Module) -> int:
