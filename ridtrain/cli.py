@@ -34,11 +34,34 @@ def protect(
     fmt: str = typer.Option("png", "--format", help="png or webp (both lossless)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo photos whose output already exists."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep EXIF (orientation reset to 1)."),
+    backend: str = typer.Option("torch", "--backend", help="torch (the reference) or onnx (the exported file, onnxruntime)."),
 ):
-    """Protect photos with the PyTorch reference generator."""
+    """Protect photos with the PyTorch reference generator, or its ONNX export."""
     from ridtrain.protect import run_protect
 
-    raise typer.Exit(run_protect(inputs, out, model=model, eps=eps, fmt=fmt, overwrite=overwrite, keep_metadata=keep_metadata))
+    raise typer.Exit(run_protect(inputs, out, model=model, eps=eps, fmt=fmt, overwrite=overwrite, keep_metadata=keep_metadata, backend=backend))
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: str = typer.Argument(..., help="Saved generator folder or bundled model name."),
+    out: Path = typer.Option(..., "-o", "--out", help="Export folder to write."),
+    precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32, fp16, int8 (fp32 always)."),
+    opset: int = typer.Option(18, "--opset"),
+    photos: Optional[Path] = typer.Option(None, "--photos", help="Real photos for parity (and int8 calibration)."),
+):
+    """Export a generator to ONNX with a hashed manifest and a parity fixture. Refuses to finish if
+    the ONNX output differs from PyTorch beyond the parity rule."""
+    from ridexport.export import export
+    from ridexport.parity import ParityError
+    from ridtrain.data import find_images
+
+    try:
+        manifest = export(checkpoint, out, tuple(p.strip() for p in precision.split(",")), opset, find_images(photos) if photos else [])
+    except (ValueError, ParityError, FileNotFoundError) as err:
+        _fail(str(err))
+    for name, entry in manifest["files"].items():
+        typer.echo(f"{out / name}: {entry['bytes']:,} bytes, sha256 {entry['sha256'][:16]}…")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -80,7 +80,23 @@ def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str) -
     return f"no such file or folder: {', '.join(missing)}" if missing else None
 
 
-def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = "png", overwrite: bool = False, keep_metadata: bool = False) -> int:
+BACKENDS = ("torch", "onnx")
+
+
+def load_backend(model: str, backend: str = "torch"):
+    """The generator for a backend: the PyTorch module, or its ONNX export run by onnxruntime
+    (an export folder, or the `onnx/` export beside a bundled or saved generator)."""
+    if backend == "torch":
+        return load_generator(model)
+    if backend == "onnx":
+        from ridexport.runtime import OnnxGenerator, is_export_folder
+        from ridtrain.bundled import resolve_model_path
+
+        return OnnxGenerator(model if is_export_folder(model) else resolve_model_path(model) / "onnx")
+    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+
+def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = "png", overwrite: bool = False, keep_metadata: bool = False, backend: str = "torch") -> int:
     """Protect every photo in `inputs` into `out_dir`; returns the exit code (0 ok, 1 some
     photos failed, 2 usage error). One error line per bad photo on stderr; the batch goes on."""
     inputs, out_dir = [Path(p) for p in inputs], Path(out_dir)
@@ -88,7 +104,7 @@ def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = 
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        gen = load_generator(model)
+        gen = load_backend(model, backend)
     except Exception as e:  # missing folder, bad config.json, unreadable weights: all usage errors here
         print(f"error: cannot load model {model!r}: {e}", file=sys.stderr)
         return EXIT_USAGE

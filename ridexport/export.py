@@ -1,0 +1,96 @@
+"""`rid export`: a saved generator -> an export folder (ONNX, manifest, parity fixture).
+
+    DIR/model.onnx         fp32, one file, dynamic N/H/W, eps as an input
+    DIR/manifest.json      contract, pipeline, per-file size/sha256/parity, model card
+    DIR/fixture/           inputs and PyTorch outputs for browser parity tests
+
+The export refuses to finish (and leaves no manifest) when fp32 parity with PyTorch fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ridexport import graph
+from ridexport.manifest import FORMAT, file_entry, write_manifest
+from ridexport.parity import check_parity, parity_inputs, require, write_fixture
+from ridexport.runtime import OnnxGenerator
+
+PRECISIONS = ("fp32", "fp16", "int8")
+FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+LICENSE = "Apache-2.0"
+
+
+def export(checkpoint: str, out: str | Path, precisions=("fp32",), opset: int = 18, photos: list[Path] = ()) -> dict:
+    """Export, check and describe a generator; returns the manifest."""
+    from ridtrain.generators import count_flops, count_params, load_generator, model_card
+
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown or "fp32" not in precisions:
+        raise ValueError(f"precisions must include fp32 and be among {PRECISIONS}, got {list(precisions)}")
+    gen = load_generator(checkpoint)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # no manifest until everything has passed
+
+    path = graph.export_onnx(gen, out / FILES["fp32"], opset=opset)
+    graph.check_graph(path)
+    eps = gen.config.eps / 255.0
+    cases = parity_inputs(gen.stride, photos)
+    files = {FILES["fp32"]: file_entry(path, "fp32")}
+    manifest = _manifest(gen, checkpoint, opset, files, count_params(gen), count_flops(gen), model_card(checkpoint))
+    write_manifest(out, manifest)  # provisional: lets OnnxGenerator verify the hash it loads
+    try:
+        report = check_parity(gen, OnnxGenerator(out, FILES["fp32"]), cases, eps)
+        require(report, FILES["fp32"])
+    except Exception:
+        (out / "manifest.json").unlink(missing_ok=True)
+        raise
+    files[FILES["fp32"]]["parity"] = {"against": "pytorch", "cases": report}
+    write_fixture(out / "fixture", gen, gen.stride, gen.config.eps)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:
+    eps = gen.config.eps
+    image = {"name": "image", "dtype": "float32", "shape": ["N", 3, "H", "W"], "layout": "NCHW RGB", "range": [0, 1]}
+    return {
+        "format": FORMAT,
+        "name": card.get("name", Path(str(checkpoint)).name),
+        "version": "0.1.0",
+        "arch": type(gen).__name__,
+        "generator_config": {k: v for k, v in gen.config.items() if not k.startswith("_")},
+        "parameters": params,
+        "flops_512": int(flops),
+        "eps_levels": eps,
+        "opset": opset,
+        "contract": {
+            "inputs": [image, {"name": "eps", "dtype": "float32", "shape": [1], "range": [0, 16 / 255]}],
+            "outputs": [
+                {"name": "protected", "dtype": "float32", "shape": ["N", 3, "H", "W"], "range": [0, 1]},
+                {"name": "delta", "dtype": "float32", "shape": ["N", 3, "H", "W"], "range": ["-eps", "eps"]},
+            ],
+            "stride": gen.stride,
+        },
+        "pipeline": {
+            "defined_in": "ridtrain/pixels.py",
+            "working_size": {"side": 512, "multiple": gen.stride, "max_long": 2048},
+            "steps": [
+                "decode; apply EXIF orientation; 8-bit RGB, alpha kept aside untouched",
+                "x = v / 255 (float32)",
+                "x_work = bilinear resize of x to working_size, align_corners=False, antialias=True",
+                "delta = graph(x_work, eps).delta",
+                "delta_full = bilinear resize of delta to the photo size, align_corners=False, no antialias; clamp to [-eps, eps]",
+                "out = rint(clamp(x + delta_full, 0, 1) * 255), round half to even",
+            ],
+            "eps_input": "eps in 8-bit levels / 255; default eps_levels",
+        },
+        "files": files,
+        "default_file": "model.onnx",
+        "trained_against": card.get("trained_against", []),
+        "training_data": str(card.get("data", "unknown")),
+        "efficacy": card.get("efficacy"),
+        "license": LICENSE,
+        "notes": card.get("summary", ""),
+    }

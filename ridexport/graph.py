@@ -1,0 +1,86 @@
+"""The exported generator graph and the ONNX operators it may use.
+
+Graph contract (working size; the pixel pipeline around it is ridtrain.pixels):
+    inputs   image    float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of the stride (dynamic)
+             eps      float32 (1,) the bound on the [0, 1] scale, e.g. 8/255
+    outputs  protected float32 (N, 3, H, W) = clamp(image + delta, 0, 1)
+             delta     float32 (N, 3, H, W), |delta| <= eps
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+INPUTS = ("image", "eps")
+OUTPUTS = ("protected", "delta")
+
+# Operators that onnxruntime-web runs on both its WebGPU (JSEP) and WASM execution providers and
+# that our generators need. GroupNormalization (opset 21) is deliberately absent.
+ALLOWED_OPS = frozenset(
+    {
+        "Add", "Clip", "Concat", "Conv", "ConvTranspose", "DepthToSpace", "Div", "Max", "Min", "Mul",
+        "Reshape", "Resize", "Shape", "Sigmoid", "SpaceToDepth", "Sub", "Tanh", "Transpose",
+        "InstanceNormalization", "BatchNormalization", "Relu", "Constant", "Identity",
+    }
+)
+
+
+class ProtectGraph(torch.nn.Module):
+    """What gets exported: the generator with its bound as an input, and the clamp inside."""
+
+    def __init__(self, gen):
+        super().__init__()
+        self.gen = gen
+
+    def forward(self, image: torch.Tensor, eps: torch.Tensor):
+        delta = self.gen(image, eps)
+        return (image + delta).clamp(0.0, 1.0), delta
+
+
+def export_onnx(gen, path: str | Path, opset: int = 18, probe: int = 64) -> Path:
+    """Write the fp32 graph as ONE .onnx file (no external-data sidecar) with dynamic N, H, W."""
+    import onnx
+
+    gen = gen.eval().float()
+    stride = gen.stride
+    image = torch.rand(1, 3, probe, probe + stride)
+    eps = torch.tensor([gen.config.eps / 255.0])
+    dims = {
+        "image": {0: torch.export.Dim("n", min=1, max=64), 2: stride * torch.export.Dim("h", min=1, max=4096 // stride),
+                  3: stride * torch.export.Dim("w", min=1, max=4096 // stride)},
+        "eps": None,
+    }
+    path = Path(path)
+    program = torch.onnx.export(
+        ProtectGraph(gen).eval(), (image, eps), dynamo=True, opset_version=opset, dynamic_shapes=dims,
+        input_names=list(INPUTS), output_names=list(OUTPUTS), verbose=False,
+    )
+    model = program.model_proto
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save_model(model, str(tmp), save_as_external_data=False)
+    tmp.replace(path)
+    return path
+
+
+def graph_ops(path: str | Path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def check_graph(path: str | Path) -> None:
+    """onnx.checker passes, shape inference gives the output shapes, and every op is allowed."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    outputs = {o.name: o for o in inferred.graph.output}
+    for name in OUTPUTS:
+        if len(outputs[name].type.tensor_type.shape.dim) != 4:
+            raise ValueError(f"{path}: shape inference gives no 4-D shape for {name!r}")
+    bad = graph_ops(path) - ALLOWED_OPS
+    if bad:
+        raise ValueError(f"{path}: operators outside the WebGPU+WASM allow-list: {sorted(bad)}")
