@@ -1,0 +1,161 @@
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ridexport import graph
+from ridexport.export import export
+from ridexport.manifest import ManifestError, load_manifest, sha256_file
+from ridexport.parity import ParityError, passes
+from ridexport.runtime import OnnxGenerator
+from ridtrain.cli import app
+from ridtrain.generators import build_generator
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """A freshly initialised rid-s whose zero head is perturbed, so delta is neither 0 nor saturated."""
+    torch.manual_seed(0)
+    gen = build_generator("rid-s")
+    torch.nn.init.normal_(gen.head.weight, std=0.02)
+    folder = tmp_path_factory.mktemp("gen")
+    gen.save_pretrained(folder)
+    return folder, gen.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(fresh, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    manifest = export(str(fresh[0]), out, photos=sorted((corpus / "heldout").iterdir()))
+    return out, manifest
+
+
+def test_export_folder_is_complete_and_single_file(exported):
+    out, manifest = exported
+    assert sorted(p.name for p in out.iterdir()) == ["fixture", "manifest.json", "model.onnx"]  # no .data sidecar
+    assert manifest == load_manifest(out)
+    assert manifest["files"]["model.onnx"]["sha256"] == sha256_file(out / "model.onnx")
+    assert manifest["parameters"] == 930_032 and 2e9 < manifest["flops_512"] < 5e9
+    assert [t["name"] for t in manifest["contract"]["inputs"]] == ["image", "eps"]
+
+
+def test_parity_at_three_sizes_and_on_photos(exported, fresh):
+    out, manifest = exported
+    cases = manifest["files"]["model.onnx"]["parity"]["cases"]
+    sizes = {k for k in cases if k.startswith("random-")}
+    assert sizes == {"random-512x512", "random-512x688", "random-528x784"} and any(k.startswith("photo-") for k in cases)
+    assert all(passes(v) for v in cases.values())
+    # and independently of the export's own report
+    onnx_gen, gen = OnnxGenerator(out), fresh[1]
+    x = torch.rand(1, 3, 512, 688)
+    with torch.no_grad():
+        expected = gen.protect(x, 8 / 255).numpy()
+    got = onnx_gen.run(x.numpy(), 8 / 255)[0]
+    assert np.abs(got - expected).max() <= 1e-4
+    assert 0 < np.abs(got - x.numpy()).max() < 8 / 255 + 1e-6  # neither zero nor unbounded
+
+
+def test_dynamic_batch_height_width_and_eps(exported, fresh):
+    onnx_gen, gen = OnnxGenerator(exported[0]), fresh[1]
+    for shape in [(2, 3, 16, 32), (1, 3, 80, 48)]:
+        x = torch.rand(*shape)
+        for eps in (4 / 255, 16 / 255):
+            protected, delta = onnx_gen.run(x.numpy(), eps)
+            assert protected.shape == delta.shape == shape
+            with torch.no_grad():
+                assert np.abs(delta - gen(x, eps).numpy()).max() <= 1e-5
+
+
+def test_operators_are_allow_listed(exported):
+    ops = graph.graph_ops(exported[0] / "model.onnx")
+    assert ops <= graph.ALLOWED_OPS and "GroupNormalization" not in ops
+    graph.check_graph(exported[0] / "model.onnx")
+
+
+def test_a_disallowed_operator_is_caught(tmp_path):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["protected"], num_groups=1)
+    delta = helper.make_node("Identity", ["x"], ["delta"])
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 4, 4])  # noqa: E731
+    g = helper.make_graph([node, delta], "g", [vi("x"), helper.make_tensor_value_info("s", TensorProto.FLOAT, [3]),
+                                                helper.make_tensor_value_info("b", TensorProto.FLOAT, [3])], [vi("protected"), vi("delta")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]), tmp_path / "bad.onnx")
+    with pytest.raises(ValueError, match="GroupNormalization"):
+        graph.check_graph(tmp_path / "bad.onnx")
+
+
+def test_a_tampered_model_is_refused(exported, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(exported[0], copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="sha256"):
+        load_manifest(copy)
+    with pytest.raises(ManifestError, match="sha256"):
+        OnnxGenerator(copy)
+
+
+def test_a_manifest_off_schema_is_refused(exported, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(exported[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["eps_levels"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="eps_levels"):
+        load_manifest(copy)
+
+
+def test_failed_parity_refuses_to_finish(fresh, tmp_path, monkeypatch):
+    import ridexport.parity as parity
+
+    monkeypatch.setattr(parity, "FLOAT_TOL", -1.0)  # nothing can pass
+    with pytest.raises(ParityError, match="fails parity"):
+        export(str(fresh[0]), tmp_path)
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_fixture_matches_pytorch(exported, fresh):
+    folder = exported[0] / "fixture"
+    index = json.loads((folder / "parity.json").read_text())
+    onnx_gen = OnnxGenerator(exported[0])
+    for case in index["cases"]:
+        rgb = np.asarray(Image.open(folder / case["input_png"]).convert("RGB"))
+        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+        expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
+        with torch.no_grad():
+            assert np.abs(fresh[1].protect(x, case["eps_levels"] / 255).numpy() - expected).max() == 0
+        assert np.abs(onnx_gen.run(x.numpy(), case["eps_levels"] / 255)[0] - expected).max() <= 1e-4
+        png = np.asarray(Image.open(folder / case["protected_png"]))
+        assert np.array_equal(png, np.rint(expected[0].transpose(1, 2, 0) * 255).astype(np.uint8))
+
+
+def test_protect_backend_onnx_matches_torch(exported, fresh, corpus, tmp_path):
+    runner = CliRunner()
+    photos = corpus / "heldout"
+    for backend, model in (("torch", fresh[0]), ("onnx", exported[0])):
+        result = runner.invoke(app, ["protect", str(photos), "-o", str(tmp_path / backend), "--model", str(model), "--backend", backend])
+        assert result.exit_code == 0, result.output
+    for png in (tmp_path / "torch").iterdir():
+        a = np.asarray(Image.open(png)).astype(int)
+        b = np.asarray(Image.open(tmp_path / "onnx" / png.name)).astype(int)
+        assert a.shape == b.shape
+        assert (a == b).mean() >= 0.999 and np.abs(a - b).max() <= 1
+
+
+def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
+    from ridtrain.generators import load_generator
+    from ridtrain.protect import load_backend, protect_array
+
+    onnx_gen = load_backend("default", "onnx")  # verifies every hash in the bundled manifest
+    assert onnx_gen.manifest["notes"].startswith("PLACEHOLDER")
+    rgb = np.asarray(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB"))
+    a = protect_array(load_generator("default"), rgb).astype(int)
+    b = protect_array(onnx_gen, rgb).astype(int)
+    assert (a == b).mean() >= 0.999 and np.abs(a - b).max() <= 1
