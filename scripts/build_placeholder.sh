@@ -9,3 +9,4 @@ $rid data build-corpus runs/corpus
 $rid tiny-targets runs/tiny --count 2 --fit-data runs/corpus/train --fit-steps 150
 $rid train --config configs/placeholder.yaml
 .venv/bin/python scripts/bundle_placeholder.py runs/placeholder/final ridtrain/weights/default
+$rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout
