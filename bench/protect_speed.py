@@ -9,10 +9,7 @@ encode and atomic write) for 512² and 12 MP photos.
 """
 
 import argparse
-import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +17,9 @@ import skimage
 import torch
 from PIL import Image
 
+from timing import cpu_name, median_seconds  # bench/ is on sys.path when run as a script
 from ridtrain.generators import build_generator, count_flops, count_params, load_generator
 from ridtrain.protect import Job, protect_array, protect_file
-
-
-def median_seconds(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
-
-
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

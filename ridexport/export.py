@@ -1,6 +1,8 @@
 """`rid export`: a saved generator -> an export folder (ONNX, manifest, parity fixture).
 
     DIR/model.onnx         fp32, one file, dynamic N/H/W, eps as an input
+    DIR/model.fp16.onnx    optional variants (ridexport/variants.py), shipped only when their
+    DIR/model.int8.onnx    efficacy on `targets` is within 5 % of model.onnx's
     DIR/manifest.json      contract, pipeline, per-file size/sha256/parity, model card
     DIR/fixture/           inputs and PyTorch outputs for browser parity tests
 
@@ -21,17 +23,26 @@ FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.on
 LICENSE = "Apache-2.0"
 
 
-def export(checkpoint: str, out: str | Path, precisions=("fp32",), opset: int = 18, photos: list[Path] = ()) -> dict:
-    """Export, check and describe a generator; returns the manifest."""
+def export(checkpoint: str, out: str | Path, precisions=("fp32",), opset: int = 18, photos: list[Path] = (),
+           targets=(), eval_images=None, side: int = 256, samples: int = 1) -> dict:
+    """Export, check and describe a generator; returns the manifest. fp16/int8 variants need
+    `targets` (paths or loaded) and `eval_images` (file or folder) for their efficacy gate."""
     from ridtrain.generators import count_flops, count_params, load_generator, model_card
 
     unknown = set(precisions) - set(PRECISIONS)
     if unknown or "fp32" not in precisions:
         raise ValueError(f"precisions must include fp32 and be among {PRECISIONS}, got {list(precisions)}")
+    variants = {p: FILES[p] for p in PRECISIONS if p in precisions and p != "fp32"}
+    if variants and (not targets or eval_images is None):
+        raise ValueError(f"{'/'.join(variants)} ship only after an efficacy check against fp32: pass targets "
+                         "(`rid export -t CHECKPOINT`) and evaluation photos (--eval-images or --photos)")
     gen = load_generator(checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # no manifest until everything has passed
+    for precision, name in FILES.items():  # no stale variant from an earlier export
+        if precision not in precisions:
+            (out / name).unlink(missing_ok=True)
 
     path = graph.export_onnx(gen, out / FILES["fp32"], opset=opset)
     graph.check_graph(path)
@@ -47,9 +58,23 @@ def export(checkpoint: str, out: str | Path, precisions=("fp32",), opset: int = 
         (out / "manifest.json").unlink(missing_ok=True)
         raise
     files[FILES["fp32"]]["parity"] = {"against": "pytorch", "cases": report}
+    if variants:
+        _add_variants(out, manifest, variants, cases, gen.stride, photos, targets, eval_images, side, samples)
     write_fixture(out / "fixture", gen, gen.stride, gen.config.eps)
     write_manifest(out, manifest)
     return manifest
+
+
+def _add_variants(out, manifest, variants, cases, stride, photos, targets, eval_images, side, samples) -> None:
+    from ridexport.variants import add_variants, calibration_images, load_targets
+    from ridtrain.data import find_images
+
+    try:
+        calibration = calibration_images(list(photos) or find_images(eval_images), stride)
+        add_variants(out, manifest, variants, cases, calibration, load_targets(targets), eval_images, side, samples)
+    except Exception:
+        (out / "manifest.json").unlink(missing_ok=True)
+        raise
 
 
 def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:

@@ -23,6 +23,9 @@ ALLOWED_OPS = frozenset(
         "Add", "Clip", "Concat", "Conv", "ConvTranspose", "DepthToSpace", "Div", "Max", "Min", "Mul",
         "Reshape", "Resize", "Shape", "Sigmoid", "SpaceToDepth", "Sub", "Tanh", "Transpose",
         "InstanceNormalization", "BatchNormalization", "Relu", "Constant", "Identity",
+        # Variants (ridexport/variants.py): fp16 adds Cast at the float32 edges, int8 adds QDQ pairs.
+        # Both have kernels in onnxruntime-web's WASM and WebGPU (JSEP) execution providers.
+        "Cast", "QuantizeLinear", "DequantizeLinear",
     }
 )
 

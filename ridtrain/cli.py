@@ -49,19 +49,27 @@ def export_cmd(
     precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32, fp16, int8 (fp32 always)."),
     opset: int = typer.Option(18, "--opset"),
     photos: Optional[Path] = typer.Option(None, "--photos", help="Real photos for parity (and int8 calibration)."),
+    targets: Optional[List[str]] = typer.Option(None, "--target", "-t", help="Diffusers checkpoint for the fp16/int8 efficacy gate; repeatable."),
+    eval_images: Optional[Path] = typer.Option(None, "--eval-images", help="Photos for the efficacy gate (default: --photos)."),
+    side: int = typer.Option(256, "--side", help="Efficacy gate: the attacker's working size (small keeps it cheap)."),
+    samples: int = typer.Option(1, "--samples", help="Efficacy gate: noise draws per image and target."),
 ):
     """Export a generator to ONNX with a hashed manifest and a parity fixture. Refuses to finish if
-    the ONNX output differs from PyTorch beyond the parity rule."""
+    the ONNX output differs from PyTorch beyond the parity rule. fp16/int8 variants are measured
+    against model.onnx and ship only if their efficacy on the targets drops by at most 5 %."""
     from ridexport.export import export
     from ridexport.parity import ParityError
     from ridtrain.data import find_images
 
     try:
-        manifest = export(checkpoint, out, tuple(p.strip() for p in precision.split(",")), opset, find_images(photos) if photos else [])
-    except (ValueError, ParityError, FileNotFoundError) as err:
+        manifest = export(checkpoint, out, tuple(p.strip() for p in precision.split(",")), opset, find_images(photos) if photos else [],
+                          targets or (), eval_images or photos, side, samples)
+    except (ValueError, ParityError, OSError) as err:
         _fail(str(err))
     for name, entry in manifest["files"].items():
         typer.echo(f"{out / name}: {entry['bytes']:,} bytes, sha256 {entry['sha256'][:16]}…")
+    for name, entry in manifest.get("rejected", {}).items():
+        typer.echo(f"{out / name}: not shipped: {entry['reason']}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

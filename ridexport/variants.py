@@ -1,0 +1,159 @@
+"""fp16 and int8 variants of the fp32 export, their parity against it, and the efficacy gate.
+
+    model.fp16.onnx  every float tensor in fp16, inputs and outputs kept float32 (Cast at the edges)
+    model.int8.onnx  static QDQ: Conv weights int8 per channel, Conv inputs uint8 per tensor,
+                     calibrated on real photos at the working size. Only Conv is quantised: all-op
+                     QDQ on the dynamo export gives a model onnxruntime refuses to load.
+
+Variants do not have to meet the fp32 parity rule; their parity against model.onnx is measured
+and reported. A variant ships only if its efficacy (`efficacy`) is within MAX_EFFICACY_DROP of
+the fp32 ONNX file's, measured on the same images, targets and random draws; otherwise its file
+is deleted and the manifest records why under "rejected".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ridexport import graph
+from ridexport.manifest import file_entry, write_manifest
+from ridexport.parity import check_parity
+
+MAX_EFFICACY_DROP = 0.05  # the issue: do not ship a variant whose efficacy drops by more than 5 %
+CALIBRATION_IMAGES = 8
+FLOAT32 = 1  # onnx.TensorProto.FLOAT
+
+
+def make_fp16(fp32_path: str | Path, out_path: str | Path) -> Path:
+    """fp16 weights and activations, float32 graph inputs/outputs, one file."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    wrapped = OnnxModel(model)
+    wrapped.topological_sort()  # the converter appends the input Casts after their consumers
+    del wrapped.model.graph.value_info[:]  # stale float32 types of the export; shape inference redoes them
+    onnx.save_model(wrapped.model, str(out_path), save_as_external_data=False)
+    return Path(out_path)
+
+
+def _calibration_reader(images: list[np.ndarray], eps: float):
+    """Feeds `image` and `eps` to onnxruntime's calibrator, one photo at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{"image": x.astype(np.float32), "eps": np.array([eps], np.float32)} for x in images])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    return Reader()
+
+
+def make_int8(fp32_path: str | Path, out_path: str | Path, calibration: list[np.ndarray], eps: float) -> Path:
+    """Conv-only static QDQ, per-channel weights, calibrated on (1,3,H,W) working-size images."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ValueError("int8 needs calibration images: pass real photos (--photos or --eval-images)")
+    out_path = Path(out_path)
+    prepared = out_path.with_name(out_path.name + ".pre.onnx")
+    try:
+        # ONNX shape inference + basic graph clean-up; the symbolic pass cannot follow the
+        # dynamo export's shape arithmetic, and ONNX's own inference is enough for Conv-only QDQ.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration, eps), quant_format=QuantFormat.QDQ,
+                        per_channel=True, op_types_to_quantize=["Conv"], use_external_data_format=False)
+    finally:
+        prepared.unlink(missing_ok=True)
+    return out_path
+
+
+def check_variant(path: str | Path) -> None:
+    """Loads in onnxruntime, passes the graph checks and allow-list, keeps float32 inputs/outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graph.check_graph(path)
+    model = onnx.load(str(path))
+    io = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    if set(io) != {*graph.INPUTS, *graph.OUTPUTS} or any(t != FLOAT32 for t in io.values()):
+        raise ValueError(f"{path}: inputs and outputs must stay {graph.INPUTS + graph.OUTPUTS} in float32, got {io}")
+
+
+def calibration_images(paths: list[Path], stride: int, limit: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Real photos at the working size that `rid protect` feeds the graph."""
+    from ridtrain import pixels
+
+    return [pixels.working_image(pixels.to_float(pixels.load_image(p).rgb), multiple=stride).numpy() for p in paths[:limit]]
+
+
+def efficacy(gen_like, targets, images, side: int = 256, samples: int = 1) -> dict:
+    """`rid eval`'s disruption of each target: protected minus clean denoising MSE (common random
+    numbers), and its mean over targets ("value"). Larger is a stronger protection."""
+    from ridtrain.evaluate import evaluate
+
+    if not targets:
+        raise ValueError("efficacy needs at least one target (diffusers checkpoint)")
+    report = evaluate(targets, images, gen=gen_like, side=side, samples=samples)
+    gains = {name: c["protected"]["denoise_mse"] - c["clean"]["denoise_mse"] for name, c in report["targets"].items()}
+    return {"measure": "denoise_mse protected - clean, mean over targets", "value": float(np.mean(list(gains.values()))),
+            "targets": gains, "images": report["images"], "side": side, "samples_per_image": samples}
+
+
+def gate(variant: dict, reference: dict, max_drop: float = MAX_EFFICACY_DROP) -> str | None:
+    """Why the variant must not ship, or None. Allowed: value >= reference - max_drop * |reference|
+    (the same as >= 0.95 * reference when the reference is positive)."""
+    floor = reference["value"] - max_drop * abs(reference["value"])
+    if variant["value"] >= floor:
+        return None
+    return f"efficacy {variant['value']:.4g} is below {floor:.4g} ({1 - max_drop:.0%} of the fp32 ONNX file's {reference['value']:.4g})"
+
+
+def load_targets(targets) -> list:
+    """Paths (or hub ids) become loaded targets; loaded targets pass through."""
+    from ridtrain.targets import load_target
+
+    return [t if hasattr(t, "alphas_cumprod") else load_target(t) for t in targets]
+
+
+def add_variants(out: Path, manifest: dict, names: dict[str, str], cases: dict, calibration: list[np.ndarray],
+                 targets: list, eval_images, side: int, samples: int) -> dict:
+    """Make, check and measure each variant in `names` ({precision: file}); ship it into
+    manifest["files"] or record it under manifest["rejected"]. Returns the manifest."""
+    from ridexport.runtime import OnnxGenerator
+
+    eps = manifest["eps_levels"] / 255.0
+    fp32_file = manifest["default_file"]
+    fp32 = OnnxGenerator(out, fp32_file)
+    reference_out = {name: fp32.run(x, eps)[0] for name, x in cases.items()}
+    reference = manifest["files"][fp32_file]["efficacy"] = efficacy(fp32, targets, eval_images, side, samples)
+    for precision, name in names.items():
+        path = _make(precision, out / fp32_file, out / name, calibration, eps)
+        check_variant(path)
+        entry = manifest["files"][name] = file_entry(path, precision)
+        write_manifest(out, manifest)  # provisional: OnnxGenerator checks the hash it loads
+        variant = OnnxGenerator(out, name)
+        entry["parity"] = {"against": fp32_file, "cases": check_parity(None, variant, cases, eps, reference=reference_out)}
+        entry["efficacy"] = {**efficacy(variant, targets, eval_images, side, samples), "against": reference["value"]}
+        reason = gate(entry["efficacy"], reference)
+        if reason:
+            del manifest["files"][name]
+            path.unlink()
+            manifest.setdefault("rejected", {})[name] = {"precision": precision, "reason": reason,
+                                                         "parity": entry["parity"], "efficacy": entry["efficacy"]}
+    return manifest
+
+
+def _make(precision: str, fp32_path: Path, out_path: Path, calibration, eps: float) -> Path:
+    if precision == "fp16":
+        return make_fp16(fp32_path, out_path)
+    if precision == "int8":
+        return make_int8(fp32_path, out_path, calibration, eps)
+    raise ValueError(f"unknown variant {precision!r}; choose fp16 or int8")

@@ -1,0 +1,124 @@
+"""fp16 and int8 variants: made, checked, measured against model.onnx, gated on efficacy."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from ridexport import variants
+from ridexport.export import export
+from ridexport.manifest import load_manifest, sha256_file
+from ridexport.runtime import OnnxGenerator
+
+TINY = dict(channels=(8, 16, 16), blocks=(0, 1, 1), up_blocks=(0, 1))
+GATE = dict(side=64, samples=1)  # a cheap efficacy measurement for the tiny targets
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A freshly built tiny rid-s whose zero-initialised head is perturbed, so delta is not 0."""
+    from ridtrain.generators import build_generator
+
+    torch.manual_seed(0)
+    gen = build_generator("rid-s", **TINY)
+    torch.nn.init.normal_(gen.head.weight, std=0.5)
+    path = tmp_path_factory.mktemp("gen") / "tiny"
+    gen.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo(corpus):
+    return corpus / "heldout" / "rocket.jpg"
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, photo, pixel_target, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    manifest = export(str(checkpoint), out, ("fp32", "fp16", "int8"), photos=[photo], targets=[pixel_target], eval_images=photo, **GATE)
+    return out, manifest
+
+
+def test_variants_ship_and_load(exported):
+    out, manifest = exported
+    assert set(manifest["files"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}, manifest.get("rejected")
+    assert "rejected" not in manifest
+    assert load_manifest(out)["files"] == manifest["files"]  # schema and every sha256 checked
+    x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    for name in ("model.fp16.onnx", "model.int8.onnx"):
+        assert manifest["files"][name]["sha256"] == sha256_file(out / name)
+        protected, delta = OnnxGenerator(out, name).run(x, 8 / 255)
+        assert protected.shape == x.shape and np.abs(delta).max() <= 8 / 255 + 1e-3
+        assert np.abs(delta).max() > 1 / 255  # the perturbed head makes a real delta
+
+
+def test_fp16_keeps_float32_io(exported):
+    model = onnx.load(str(exported[0] / "model.fp16.onnx"))
+    io = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    assert io == {"image": onnx.TensorProto.FLOAT, "eps": onnx.TensorProto.FLOAT, "protected": onnx.TensorProto.FLOAT, "delta": onnx.TensorProto.FLOAT}
+    weights = [t for t in model.graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    assert (exported[0] / "model.fp16.onnx").stat().st_size < 0.75 * (exported[0] / "model.onnx").stat().st_size
+
+
+def test_int8_is_conv_only_qdq(exported):
+    model = onnx.load(str(exported[0] / "model.int8.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
+    conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    dequantised = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    init = {t.name: t for t in model.graph.initializer}
+    assert conv_weights <= set(dequantised)  # every Conv weight comes out of a DequantizeLinear ...
+    assert all(init[dequantised[w]].data_type == onnx.TensorProto.INT8 for w in conv_weights)  # ... of int8
+    assert not list(exported[0].glob("*.pre.onnx")) and not list(exported[0].glob("*.data"))
+
+
+def test_parity_and_efficacy_reported(exported):
+    out, manifest = exported
+    cases = manifest["files"]["model.onnx"]["parity"]["cases"]
+    reference = manifest["files"]["model.onnx"]["efficacy"]
+    assert reference["targets"] and reference["images"] == 1
+    for name in ("model.fp16.onnx", "model.int8.onnx"):
+        entry = manifest["files"][name]
+        assert entry["parity"]["against"] == "model.onnx" and set(entry["parity"]["cases"]) == set(cases)
+        for stats in entry["parity"]["cases"].values():  # reported, not gated: loose sanity bounds
+            assert 0 < stats["max_abs"] < 8 / 255 and stats["identical_8bit"] > 0.5
+        photo = entry["parity"]["cases"]["photo-rocket"]  # int8 is calibrated on photos, not on noise
+        assert photo["max_abs"] < 1 / 255 and photo["max_levels"] <= 1
+        assert entry["efficacy"]["against"] == reference["value"]
+        assert variants.gate(entry["efficacy"], reference) is None
+
+
+def test_gate_rejects_a_variant_that_loses_efficacy(checkpoint, photo, pixel_target, tmp_path, monkeypatch):
+    def fake(gen_like, *args, **kwargs):
+        return {"value": 1.0 if gen_like.file == "model.onnx" else 0.9, "targets": {}}
+
+    monkeypatch.setattr(variants, "efficacy", fake)
+    manifest = export(str(checkpoint), tmp_path, ("fp32", "fp16"), targets=[pixel_target], eval_images=photo, **GATE)
+    assert set(manifest["files"]) == {"model.onnx"}
+    assert "below" in manifest["rejected"]["model.fp16.onnx"]["reason"]
+    assert not (tmp_path / "model.fp16.onnx").exists()
+    assert load_manifest(tmp_path)["rejected"] == manifest["rejected"]
+
+
+def test_gate_rule():
+    assert variants.gate({"value": 0.951}, {"value": 1.0}) is None
+    assert variants.gate({"value": 0.949}, {"value": 1.0})
+    assert variants.gate({"value": -1.04}, {"value": -1.0}) is None  # 5 % of |reference| either side of 0
+    assert variants.gate({"value": -1.06}, {"value": -1.0})
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_variants_without_targets_are_refused(checkpoint, photo, tmp_path, precision):
+    with pytest.raises(ValueError, match="targets"):
+        export(str(checkpoint), tmp_path, ("fp32", precision), eval_images=photo)
+    assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "model.onnx").exists()
+
+
+def test_cli_refuses_variants_without_targets(checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from ridtrain.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(checkpoint), "-o", str(tmp_path), "--precision", "fp32,int8"])
+    assert result.exit_code != 0 and "targets" in result.output
