@@ -57,3 +57,22 @@ def pixel_target(pixel_path):
     from ridtrain.targets import load_target
 
     return load_target(pixel_path)
+
+
+@pytest.fixture(scope="session")
+def perturbed_generator(tmp_path_factory):
+    """Factory: save a fresh rid-s (optionally shrunk by overrides) whose zero-initialised head is
+    perturbed, so that delta is not 0; returns its folder."""
+    from ridtrain.generators import build_generator
+
+    def make(weight_std: float, bias_std: float = 0.0, **overrides):
+        torch.manual_seed(0)
+        gen = build_generator("rid-s", **overrides)
+        torch.nn.init.normal_(gen.head.weight, std=weight_std)
+        if bias_std:
+            torch.nn.init.normal_(gen.head.bias, std=bias_std)
+        path = tmp_path_factory.mktemp("gen") / "rid-s-perturbed"
+        gen.save_pretrained(path)
+        return path
+
+    return make

@@ -14,18 +14,14 @@ from ridexport.manifest import ManifestError, load_manifest, sha256_file
 from ridexport.parity import ParityError, passes
 from ridexport.runtime import OnnxGenerator
 from ridtrain.cli import app
-from ridtrain.generators import build_generator
+from ridtrain.generators import load_generator
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory):
-    """A freshly initialised rid-s whose zero head is perturbed, so delta is neither 0 nor saturated."""
-    torch.manual_seed(0)
-    gen = build_generator("rid-s")
-    torch.nn.init.normal_(gen.head.weight, std=0.02)
-    folder = tmp_path_factory.mktemp("gen")
-    gen.save_pretrained(folder)
-    return folder, gen.eval()
+def fresh(perturbed_generator):
+    """A small perturbation, so delta is neither 0 nor saturated."""
+    folder = perturbed_generator(0.02)
+    return folder, load_generator(folder)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from ridtrain.cli import app
-from ridtrain.generators import ALLOWED_EPS, build_generator, load_generator
+from ridtrain.generators import ALLOWED_EPS, load_generator
 from ridtrain.pixels import load_image
 from ridtrain.protect import protect_array
 
@@ -27,16 +26,9 @@ ORIENTATION, GPS_IFD = 0x0112, 0x8825
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A fresh rid-s whose zero-initialised head is perturbed, so that delta != 0 and reaches
-    +-eps in places (eps = 8)."""
-    torch.manual_seed(0)
-    gen = build_generator("rid-s")
-    torch.nn.init.normal_(gen.head.weight, std=0.5)
-    torch.nn.init.normal_(gen.head.bias, std=3.0)
-    path = tmp_path_factory.mktemp("model") / "rid-s-random"
-    gen.save_pretrained(path)
-    return path
+def model_dir(perturbed_generator) -> Path:
+    """delta != 0 and reaches +-eps in places (eps = 8): the bias moves even flat images."""
+    return perturbed_generator(0.5, bias_std=3.0)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from ridexport import variants
 from ridexport.export import export
@@ -15,16 +14,8 @@ GATE = dict(side=64, samples=1)  # a cheap efficacy measurement for the tiny tar
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A freshly built tiny rid-s whose zero-initialised head is perturbed, so delta is not 0."""
-    from ridtrain.generators import build_generator
-
-    torch.manual_seed(0)
-    gen = build_generator("rid-s", **TINY)
-    torch.nn.init.normal_(gen.head.weight, std=0.5)
-    path = tmp_path_factory.mktemp("gen") / "tiny"
-    gen.save_pretrained(path)
-    return path
+def checkpoint(perturbed_generator):
+    return perturbed_generator(0.5, **TINY)
 
 
 @pytest.fixture(scope="module")
