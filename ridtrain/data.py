@@ -83,13 +83,15 @@ class CropDataset(Dataset):
         i, x = self._load(i)
         delta = self._delta(self.files[i], x.shape)
         has_delta = delta is not None
-        both = torch.cat([x, delta if has_delta else torch.zeros_like(x)])  # (6,h,w): crop them together
-        both = self._native_crop(both) if has_delta else self._random_crop(both)
+        if has_delta:
+            both = self._native_crop(torch.cat([x, delta]))  # (6, c, c): image and delta cut together
+            x, delta = both[:3], both[3:]
+        else:
+            x, delta = self._random_crop(x), torch.zeros(3, self.crop, self.crop)
+            if self.jitter:  # never with a delta: jitter would make the PGD delta stale
+                x = self._color_jitter(x)
         if self.flip and torch.rand(()) < 0.5:
-            both = both.flip(-1)
-        x, delta = both[:3], both[3:]
-        if self.jitter and not has_delta:  # jitter would make the PGD delta stale
-            x = self._color_jitter(x)
+            x, delta = x.flip(-1), delta.flip(-1)
         return x, delta, has_delta
 
     def _random_crop(self, t: torch.Tensor) -> torch.Tensor:
