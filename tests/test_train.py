@@ -121,7 +121,7 @@ def test_two_process_ddp_on_cpu(cfg, tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "ridtrain.cli", "train", "--config", str(tmp_path / "cfg.yaml")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-2000:]
     state = tmp_path / "run" / "checkpoint-0000004" / "state"
     assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
