@@ -1,5 +1,7 @@
 """fp16 and int8 variants: made, checked, measured against model.onnx, gated on efficacy."""
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -25,8 +27,16 @@ def photo(corpus):
 
 @pytest.fixture(scope="module")
 def exported(checkpoint, photo, pixel_target, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    manifest = export(str(checkpoint), out, ("fp32", "fp16", "int8"), photos=[photo], targets=[pixel_target], eval_images=photo, **GATE)
+    """Exported from an empty working directory, which must stay empty: onnxruntime's quantisation
+    tools write scratch files (sym_shape_infer_temp.onnx, <uuid>.data) to the cwd on some paths."""
+    out, cwd = tmp_path_factory.mktemp("export"), tmp_path_factory.mktemp("cwd")
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        manifest = export(str(checkpoint), out, ("fp32", "fp16", "int8"), photos=[photo], targets=[pixel_target], eval_images=photo, **GATE)
+    finally:
+        os.chdir(before)
+    assert not list(cwd.iterdir())
     return out, manifest
 
 
