@@ -6,7 +6,8 @@
     DIR/manifest.json      contract, pipeline, per-file size/sha256/parity, model card
     DIR/fixture/           inputs and PyTorch outputs for browser parity tests
 
-The export refuses to finish (and leaves no manifest) when fp32 parity with PyTorch fails.
+The manifest is written last, once everything has passed: the export refuses to finish (and
+leaves no manifest) when fp32 parity with PyTorch fails or a variant step fails.
 """
 
 from __future__ import annotations
@@ -50,13 +51,8 @@ def export(checkpoint: str, out: str | Path, precisions=("fp32",), opset: int = 
     cases = parity_inputs(gen.stride, photos)
     files = {FILES["fp32"]: file_entry(path, "fp32")}
     manifest = _manifest(gen, checkpoint, opset, files, count_params(gen), count_flops(gen), model_card(checkpoint))
-    write_manifest(out, manifest)  # provisional: lets OnnxGenerator verify the hash it loads
-    try:
-        report = check_parity(gen, OnnxGenerator(out, FILES["fp32"]), cases, eps)
-        require(report, FILES["fp32"])
-    except Exception:
-        (out / "manifest.json").unlink(missing_ok=True)
-        raise
+    report = check_parity(gen, OnnxGenerator.unverified(path, gen.stride, gen.config.eps), cases, eps)
+    require(report, FILES["fp32"])
     files[FILES["fp32"]]["parity"] = {"against": "pytorch", "cases": report}
     if variants:
         _add_variants(out, manifest, variants, cases, gen.stride, photos, targets, eval_images, side, samples)
@@ -69,12 +65,8 @@ def _add_variants(out, manifest, variants, cases, stride, photos, targets, eval_
     from ridexport.variants import add_variants, calibration_images, load_targets
     from ridtrain.data import find_images
 
-    try:
-        calibration = calibration_images(list(photos) or find_images(eval_images), stride)
-        add_variants(out, manifest, variants, cases, calibration, load_targets(targets), eval_images, side, samples)
-    except Exception:
-        (out / "manifest.json").unlink(missing_ok=True)
-        raise
+    calibration = calibration_images(list(photos) or find_images(eval_images), stride)
+    add_variants(out, manifest, variants, cases, calibration, load_targets(targets), eval_images, side, samples)
 
 
 def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:

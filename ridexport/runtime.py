@@ -18,19 +18,30 @@ class OnnxGenerator:
     device = torch.device("cpu")
 
     def __init__(self, folder: str | Path, file: str | None = None, threads: int | None = None):
+        manifest = load_manifest(folder)  # refuses a file whose hash does not match
+        file = file or manifest["default_file"]
+        if file not in manifest["files"]:
+            raise ValueError(f"{file!r} is not in {folder}/manifest.json; files: {sorted(manifest['files'])}")
+        self._open(Path(folder) / file, manifest["contract"]["stride"], manifest["eps_levels"], threads)
+        self.manifest = manifest
+
+    @classmethod
+    def unverified(cls, path: str | Path, stride: int, eps_levels: int, threads: int | None = None) -> "OnnxGenerator":
+        """A file no manifest lists yet: the exporter's own, while it checks it."""
+        self = cls.__new__(cls)
+        self._open(Path(path), stride, eps_levels, threads)
+        self.manifest = None
+        return self
+
+    def _open(self, path: Path, stride: int, eps_levels: int, threads: int | None) -> None:
         import onnxruntime as ort
 
-        self.folder = Path(folder)
-        self.manifest = load_manifest(self.folder)  # refuses a file whose hash does not match
-        self.file = file or self.manifest["default_file"]
-        if self.file not in self.manifest["files"]:
-            raise ValueError(f"{self.file!r} is not in {self.folder}/manifest.json; files: {sorted(self.manifest['files'])}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.folder / self.file), options, providers=["CPUExecutionProvider"])
-        self.stride = self.manifest["contract"]["stride"]
-        self.config = SimpleNamespace(eps=self.manifest["eps_levels"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.folder, self.file, self.stride = path.parent, path.name, stride
+        self.config = SimpleNamespace(eps=eps_levels)
 
     def run(self, x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
         """(protected, delta) as float32 arrays."""
