@@ -28,7 +28,8 @@ def export(checkpoint: str, out: str | Path, precisions=("fp32",), opset: int = 
            targets=(), eval_images=None, side: int = 256, samples: int = 1) -> dict:
     """Export, check and describe a generator; returns the manifest. fp16/int8 variants need
     `targets` (paths or loaded) and `eval_images` (file or folder) for their efficacy gate."""
-    from ridtrain.generators import count_flops, count_params, load_generator, model_card
+    from ridtrain.bundled import model_card
+    from ridtrain.generators import count_flops, count_params, load_generator
 
     unknown = set(precisions) - set(PRECISIONS)
     if unknown or "fp32" not in precisions:

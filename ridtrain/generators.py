@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
-from ridtrain.bundled import DEFAULT_MODEL, model_card, resolve_model_path  # noqa: F401 (re-exported)
+from ridtrain.bundled import DEFAULT_MODEL, resolve_model_path
 
 ALLOWED_EPS = (4, 8, 12, 16)  # 8-bit levels: eps=8 means 8/255 on the [0,1] scale
 

@@ -78,7 +78,7 @@ def test_the_bundled_default_model_loads_and_says_what_it_is():
     from typer.testing import CliRunner
 
     from ridtrain.cli import app
-    from ridtrain.generators import model_card
+    from ridtrain.bundled import model_card
 
     gen = load_generator("default")
     assert count_params(gen) <= 2_000_000 and gen.config.eps == 8
