@@ -8,6 +8,7 @@ PyTorch and onnxruntime (CPU EP), each with 1 and 2 threads, median of --runs af
 The CPU peak is a 2048³ float32 matmul in this process; floor = FLOPs / peak at that thread
 count, and "x floor" = measured / floor. Generators are freshly built with the zero head
 perturbed (speed does not depend on the weights); int8 is calibrated on smooth random images.
+w16 is fp32 compute with fp16-stored weights (the browser's default download).
 rid-dit runs in PyTorch only, with --dit-runs runs (its export is ~1.3 GB and slow).
 """
 
@@ -24,7 +25,7 @@ import onnxruntime as ort
 import torch
 
 from ridexport import graph
-from ridexport.variants import make_fp16, make_int8
+from ridexport.variants import make_fp16, make_int8, make_w16
 from timing import cpu_name, median_seconds  # bench/ is on sys.path when run as a script
 from ridtrain.generators import build_generator, count_flops, count_params
 
@@ -78,7 +79,7 @@ def smooth_images(count: int = 4) -> list[np.ndarray]:
 
 def onnx_files(gen, folder: Path) -> dict[str, Path]:
     fp32 = graph.export_onnx(gen, folder / "model.onnx")
-    return {"fp32": fp32, "fp16": make_fp16(fp32, folder / "model.fp16.onnx"),
+    return {"fp32": fp32, "w16": make_w16(fp32, folder / "model.w16.onnx"), "fp16": make_fp16(fp32, folder / "model.fp16.onnx"),
             "int8": make_int8(fp32, folder / "model.int8.onnx", smooth_images(), EPS)}
 
 

@@ -3,9 +3,11 @@
     python bench/protect_speed.py [--threads 2] [--runs 10]
 
 Prints, for each architecture: parameters, GFLOPs at 512², median seconds of one generator forward
-at 512². For the bundled default model: median seconds of the array path (working-size resize,
-generator, delta upsample, 8-bit rounding) and of a whole file (JPEG decode, the array path, PNG
-encode and atomic write) for 512² and 12 MP photos.
+at 512². For the bundled default model and both backends (torch: ridtrain/pixels.py on the whole
+photo; onnx: the exported pieces, shrink and apply in 512² tiles, as the server and browser run
+them): median seconds of the array path (working-size resize, generator, delta upsample, 8-bit
+rounding) and of a whole file (JPEG decode, the array path, PNG encode and atomic write) for 512²,
+12 MP and 24 MP photos.
 """
 
 import argparse
@@ -18,8 +20,8 @@ import torch
 from PIL import Image
 
 from timing import cpu_name, median_seconds  # bench/ is on sys.path when run as a script
-from ridtrain.generators import build_generator, count_flops, count_params, load_generator
-from ridtrain.protect import Job, protect_array, protect_file
+from ridtrain.generators import build_generator, count_flops, count_params
+from ridtrain.protect import Job, load_backend, protect_file
 
 
 def main() -> None:
@@ -39,18 +41,20 @@ def main() -> None:
             sec = median_seconds(lambda: gen(x), runs, warmup=1)
         print(f"{arch:<10}{count_params(gen):>12,}{count_flops(gen) / 1e9:>14.2f}{sec:>20.3f}")
 
-    gen = load_generator("default")
+    backends = {name: load_backend("default", name) for name in ("torch", "onnx")}
     photo = np.asarray(Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB"))
-    print(f"\n{'default model, photo':<24}{'array path s':>14}{'file s (JPEG->PNG)':>20}")
+    print(f"\n{'default model, photo':<24}{'backend':>8}{'array path s':>14}{'file s (JPEG->PNG)':>20}")
     with tempfile.TemporaryDirectory() as tmp:
-        for h, w in ((512, 512), (3000, 4000)):
+        for h, w in ((512, 512), (3000, 4000), (4000, 6000)):
             rgb = np.asarray(Image.fromarray(photo).resize((w, h), Image.BICUBIC))
             src = Path(tmp) / f"{w}x{h}.jpg"
             Image.fromarray(rgb).save(src, quality=92)
             job = Job(src, Path(tmp) / f"{w}x{h}.png")
-            array_sec = median_seconds(lambda: protect_array(gen, rgb), args.runs)
-            file_sec = median_seconds(lambda: protect_file(gen, job, None, "png", False), max(3, args.runs // 3))
-            print(f"{f'{w}x{h}':<24}{array_sec:>14.3f}{file_sec:>20.3f}")
+            runs = args.runs if h * w < 5e6 else max(3, args.runs // 3)
+            for name, backend in backends.items():
+                array_sec = median_seconds(lambda: backend.protect_array(rgb), runs)
+                file_sec = median_seconds(lambda: protect_file(backend, job, None, "png", False), max(3, runs // 3))
+                print(f"{f'{w}x{h}':<24}{name:>8}{array_sec:>14.3f}{file_sec:>20.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,23 @@ import torch
 INPUTS = ("image", "eps")
 OUTPUTS = ("protected", "delta")
 
-# Operators that onnxruntime-web runs on both its WebGPU (JSEP) and WASM execution providers and
-# that our generators need. GroupNormalization (opset 21) is deliberately absent.
-ALLOWED_OPS = frozenset(
+# Every operator our graphs may use has a kernel in onnxruntime-web 1.30's WebGPU execution provider
+# (its docs/webgpu-operators.md; the WASM one is the full CPU provider). Notably absent there, and so
+# here: GroupNormalization, Max, Min, Round, SpaceToDepth, QuantizeLinear.
+WEBGPU_OPS = frozenset(
     {
-        "Add", "Clip", "Concat", "Conv", "ConvTranspose", "DepthToSpace", "Div", "Max", "Min", "Mul",
-        "Reshape", "Resize", "Shape", "Sigmoid", "SpaceToDepth", "Sub", "Tanh", "Transpose",
-        "InstanceNormalization", "BatchNormalization", "Relu", "Constant", "Identity",
-        # Variants (ridexport/variants.py): fp16 adds Cast at the float32 edges, int8 adds QDQ pairs.
-        # Both have kernels in onnxruntime-web's WASM and WebGPU (JSEP) execution providers.
-        "Cast", "QuantizeLinear", "DequantizeLinear",
+        "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Clip", "Concat", "Conv",
+        "ConvTranspose", "DepthToSpace", "DequantizeLinear", "Div", "Equal", "Erf", "Exp", "Expand",
+        "Flatten", "Floor", "Gather", "Gelu", "Gemm", "Greater", "InstanceNormalization",
+        "LayerNormalization", "LeakyRelu", "Less", "MatMul", "MaxPool", "Mul", "Neg", "Pad", "Pow", "Range",
+        "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Resize",
+        "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Tile",
+        "Transpose", "Unsqueeze", "Where",
     }
 )
+ALLOWED_OPS = WEBGPU_OPS
+# The int8 variant's activation QuantizeLinear has no WebGPU kernel: that file is for WASM only.
+WASM_ONLY_OPS = frozenset({"QuantizeLinear"})
 
 
 class ProtectGraph(torch.nn.Module):
@@ -73,17 +78,18 @@ def graph_ops(path: str | Path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
-def check_graph(path: str | Path) -> None:
-    """onnx.checker passes, shape inference gives the output shapes, and every op is allowed."""
+def check_graph(path: str | Path, outputs=OUTPUTS, wasm_only: bool = False) -> None:
+    """onnx.checker passes, shape inference gives the output shapes, and every op is allowed
+    (on WebGPU and WASM; with wasm_only, the WASM-only ones too)."""
     import onnx
 
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    outputs = {o.name: o for o in inferred.graph.output}
-    for name in OUTPUTS:
-        if len(outputs[name].type.tensor_type.shape.dim) != 4:
+    shapes = {o.name: o.type.tensor_type.shape for o in inferred.graph.output}
+    for name in outputs:
+        if name not in shapes or len(shapes[name].dim) != 4:
             raise ValueError(f"{path}: shape inference gives no 4-D shape for {name!r}")
-    bad = graph_ops(path) - ALLOWED_OPS
+    bad = graph_ops(path) - ALLOWED_OPS - (WASM_ONLY_OPS if wasm_only else set())
     if bad:
         raise ValueError(f"{path}: operators outside the WebGPU+WASM allow-list: {sorted(bad)}")

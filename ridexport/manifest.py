@@ -25,8 +25,10 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def file_entry(path: Path, precision: str) -> dict:
-    return {"bytes": path.stat().st_size, "sha256": sha256_file(path), "precision": precision}
+def file_entry(path: Path, precision: str, role: str = "generator", backends=("webgpu", "wasm")) -> dict:
+    """A file's manifest entry; `role` is generator, shrink or apply (ridexport/tiles.py)."""
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path), "precision": precision, "role": role,
+            "backends": list(backends)}
 
 
 def validate(manifest: dict) -> None:

@@ -20,6 +20,10 @@ FLOAT_TOL = 1e-4
 MIN_IDENTICAL = 0.999
 MAX_LEVELS = 1
 RANDOM_SIZES = ((512, 512), (512, 688), (528, 784))  # square, non-square, not a multiple of 512
+# Whole photos through the tiled pipeline: enlarged, one row of two tiles, 3 x 3 tiles, and the
+# long-side cap (2048) with several tiles each way.
+PHOTO_SIZES = ((90, 120), (200, 530), (1100, 1300), (700, 5000))
+FIXTURE_PHOTO_SIZES = ((90, 120), (200, 530))
 
 
 class ParityError(ValueError):
@@ -51,6 +55,22 @@ def parity_inputs(stride: int, photos: list[Path] = (), seed: int = 0) -> dict[s
     return cases
 
 
+def pipeline_inputs(photos: list[Path] = (), seed: int = 1) -> dict[str, np.ndarray]:
+    """uint8 (H,W,3) photos for the whole pipeline: photo-like images at PHOTO_SIZES, and real photos."""
+    rng = np.random.default_rng(seed)
+    cases = {f"smooth-{h}x{w}": _smooth_image(rng, h, w) for h, w in PHOTO_SIZES}
+    for photo in photos:
+        cases[f"photo-{photo.stem}"] = pixels.load_image(photo).rgb
+    return cases
+
+
+def check_pipeline_parity(gen, protector, cases: dict[str, np.ndarray]) -> dict:
+    """Per photo stats of an OnnxProtector's float output against the PyTorch pipeline's."""
+    from ridtrain.protect import protected_float
+
+    return {name: compare(protected_float(gen, rgb).numpy(), protector.protected_float(rgb)) for name, rgb in cases.items()}
+
+
 @torch.no_grad()
 def torch_protected(gen, x: np.ndarray, eps: float) -> np.ndarray:
     return gen.protect(torch.from_numpy(x), eps).numpy()
@@ -72,22 +92,31 @@ def require(report: dict, what: str) -> None:
 
 
 def write_fixture(folder: Path, gen, stride: int, eps_levels: int, seed: int = 0) -> Path:
-    """fixture/: 8-bit input PNGs, and the PyTorch protected output of each as raw little-endian
-    float32 (N,3,H,W) and as an 8-bit PNG; parity.json indexes them."""
+    """fixture/: 8-bit input PNGs and PyTorch outputs as raw little-endian float32 (N,3,H,W) and
+    as 8-bit PNGs; parity.json indexes them. "cases" are for the generator graph alone (inputs at
+    a working size); "photos" for the whole tiled pipeline (any size; manifest pipeline.pieces)."""
+    from ridtrain.protect import protected_float
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    cases = []
-    for i, (h, w) in enumerate(((2 * stride, 3 * stride), (4 * stride, 4 * stride))):
-        rgb = _smooth_image(rng, h, w)
-        x = pixels.to_float(rgb).numpy()
-        protected = torch_protected(gen, x, eps_levels / 255.0)
-        name = f"case{i}-{h}x{w}"
+
+    def entry(name, rgb, protected):
         pixels.save_image(folder / f"{name}.input.png", rgb)
         protected.astype("<f4").tofile(folder / f"{name}.protected.f32")
         pixels.save_image(folder / f"{name}.protected.png", pixels.to_uint8(torch.from_numpy(protected)))
-        cases.append({"name": name, "height": h, "width": w, "eps_levels": eps_levels, "input_png": f"{name}.input.png",
-                      "protected_f32": f"{name}.protected.f32", "protected_png": f"{name}.protected.png"})
-    index = {"tolerance": {"float_max_abs": FLOAT_TOL, "identical_8bit": MIN_IDENTICAL, "max_levels": MAX_LEVELS}, "cases": cases}
+        return {"name": name, "height": rgb.shape[0], "width": rgb.shape[1], "eps_levels": eps_levels,
+                "input_png": f"{name}.input.png", "protected_f32": f"{name}.protected.f32", "protected_png": f"{name}.protected.png"}
+
+    cases = []
+    for i, (h, w) in enumerate(((2 * stride, 3 * stride), (4 * stride, 4 * stride))):
+        rgb = _smooth_image(rng, h, w)
+        cases.append(entry(f"case{i}-{h}x{w}", rgb, torch_protected(gen, pixels.to_float(rgb).numpy(), eps_levels / 255.0)))
+    photos = []
+    for i, (h, w) in enumerate(FIXTURE_PHOTO_SIZES):
+        rgb = _smooth_image(rng, h, w)
+        photos.append(entry(f"photo{i}-{h}x{w}", rgb, protected_float(gen, rgb, eps_levels).numpy()))
+    index = {"tolerance": {"float_max_abs": FLOAT_TOL, "identical_8bit": MIN_IDENTICAL, "max_levels": MAX_LEVELS},
+             "cases": cases, "photos": photos}
     (folder / "parity.json").write_text(json.dumps(index, indent=2) + "\n")
     return folder
 

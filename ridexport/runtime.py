@@ -1,5 +1,12 @@
-"""Run an exported generator through onnxruntime with the same call as the PyTorch one, so that
-ridtrain.protect drives either backend through the one pixel pipeline."""
+"""Run an export folder through onnxruntime.
+
+    OnnxProtector   the whole photo pipeline on the exported pieces (shrink tiles -> generator ->
+                    apply tiles, ridexport/tiles.py): what `rid protect --backend onnx` and the
+                    server run, and what the browser reproduces. Memory stays bounded by the
+                    tile size and the working size, whatever the photo's size.
+    OnnxGenerator   the generator graph alone at the working size, with the torch call
+                    `gen(x, eps) -> delta`: for parity checks and efficacy measurements.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,15 @@ import torch
 from ridexport.manifest import load_manifest
 
 
+def _session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxGenerator:
     """`gen(x, eps) -> delta` for x (N,3,H,W) in [0,1] at the working size, like the torch models."""
 
@@ -20,8 +36,9 @@ class OnnxGenerator:
     def __init__(self, folder: str | Path, file: str | None = None, threads: int | None = None):
         manifest = load_manifest(folder)  # refuses a file whose hash does not match
         file = file or manifest["default_file"]
-        if file not in manifest["files"]:
-            raise ValueError(f"{file!r} is not in {folder}/manifest.json; files: {sorted(manifest['files'])}")
+        if file not in manifest["files"] or manifest["files"][file].get("role", "generator") != "generator":
+            generators = sorted(k for k, v in manifest["files"].items() if v.get("role", "generator") == "generator")
+            raise ValueError(f"{file!r} is not a generator in {folder}/manifest.json; generators: {generators}")
         self._open(Path(folder) / file, manifest["contract"]["stride"], manifest["eps_levels"], threads)
         self.manifest = manifest
 
@@ -34,12 +51,7 @@ class OnnxGenerator:
         return self
 
     def _open(self, path: Path, stride: int, eps_levels: int, threads: int | None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _session(path, threads)
         self.folder, self.file, self.stride = path.parent, path.name, stride
         self.config = SimpleNamespace(eps=eps_levels)
 
@@ -52,6 +64,72 @@ class OnnxGenerator:
     def __call__(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
         eps = self.config.eps / 255.0 if eps is None else eps
         return torch.from_numpy(self.run(x.detach().cpu().numpy(), eps)[1])
+
+
+class OnnxProtector:
+    """uint8 photo -> protected uint8 photo on the exported pieces, as the manifest describes them."""
+
+    def __init__(self, folder: str | Path, file: str | None = None, threads: int | None = None, *, _unverified=None):
+        if _unverified is None:
+            self.generator = OnnxGenerator(folder, file, threads)
+            manifest = self.generator.manifest
+        else:  # the exporter, before it writes the manifest: (manifest draft, generator path)
+            manifest, path = _unverified
+            self.generator = OnnxGenerator.unverified(path, manifest["contract"]["stride"], manifest["eps_levels"], threads)
+        pieces = manifest["pipeline"]["pieces"]
+        folder = Path(folder)
+        self.shrink = _session(folder / pieces["shrink"]["file"], threads)
+        self.apply = _session(folder / pieces["apply"]["file"], threads)
+        self.tile = pieces["tile"]
+        self.working = manifest["pipeline"]["working_size"]
+        self.eps_allowed = manifest["eps_levels_allowed"]
+        self.manifest, self.config, self.stride = manifest, self.generator.config, self.generator.stride
+
+    @classmethod
+    def unverified(cls, folder: str | Path, manifest: dict, generator_file: str, threads: int | None = None) -> "OnnxProtector":
+        return cls(folder, threads=threads, _unverified=(manifest, Path(folder) / generator_file))
+
+    def check_eps(self, eps_levels: int | None) -> int:
+        eps = self.config.eps if eps_levels is None else eps_levels
+        if eps not in self.eps_allowed:
+            raise ValueError(f"eps must be one of {self.eps_allowed} (8-bit levels), got {eps!r}")
+        return eps
+
+    def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
+        """uint8 (H,W,3) -> protected uint8 (H,W,3), tile by tile."""
+        from ridtrain.pixels import to_uint8
+
+        out = np.empty_like(rgb)
+        for (r, c), protected in self.protected_tiles(rgb, eps_levels):
+            out[r:r + protected.shape[2], c:c + protected.shape[3]] = to_uint8(torch.from_numpy(protected))
+        return out
+
+    def protected_float(self, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
+        """The protected photo before rounding, float32 (1,3,H,W): for parity checks."""
+        out = np.empty((1, 3, *rgb.shape[:2]), np.float32)
+        for (r, c), protected in self.protected_tiles(rgb, eps_levels):
+            out[:, :, r:r + protected.shape[2], c:c + protected.shape[3]] = protected
+        return out
+
+    def protected_tiles(self, rgb: np.ndarray, eps_levels: int | None = None):
+        """((row, col), protected float32 (1,3,h,w)) for every tile, by the manifest's pipeline.pieces."""
+        from ridexport.tiles import tile_origins
+        from ridtrain import pixels
+
+        eps = np.array([self.check_eps(eps_levels) / 255.0], dtype=np.float32)
+        h, w = rgb.shape[:2]
+        work = pixels.working_size(h, w, **self.working)
+        full, t = np.array([h, w], np.int64), self.tile
+        tiles = lambda: ((np.array([r, c], np.int64), pixels.to_float(rgb[r:r + t, c:c + t]).numpy())  # noqa: E731
+                         for r, c in tile_origins(h, w, t))
+        x_work = np.zeros((1, 3, *work), np.float32)
+        for origin, tile in tiles():
+            part, (r, c) = self.shrink.run(None, {"tile": tile, "origin": origin, "full": full, "work": np.array(work, np.int64)})
+            x_work[:, :, r:r + part.shape[2], c:c + part.shape[3]] += part
+        delta = self.generator.run(x_work, float(eps[0]))[1]
+        for origin, tile in tiles():
+            (protected,) = self.apply.run(None, {"tile": tile, "delta": delta, "origin": origin, "full": full, "eps": eps})
+            yield (int(origin[0]), int(origin[1])), protected
 
 
 def is_export_folder(path: str | Path) -> bool:

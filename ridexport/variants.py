@@ -1,5 +1,11 @@
-"""fp16 and int8 variants of the fp32 export, their parity against it, and the efficacy gate.
+"""Variants of the fp32 export, their parity against it, and the efficacy gate.
 
+    model.w16.onnx   fp32 graph whose weights are STORED as fp16 (Cast to float32 at load, which
+                     onnxruntime folds away): half the download, fp32 speed, and no shader-f16
+                     needed on WebGPU. When every weight is exactly representable in fp16 (see
+                     ridtrain.generators.round_weights_to_fp16) it computes exactly what model.onnx
+                     does, so export.py holds it to the fp32 parity rule against PyTorch instead
+                     of the efficacy gate.
     model.fp16.onnx  every float tensor in fp16, inputs and outputs kept float32 (Cast at the edges)
     model.int8.onnx  static QDQ: Conv weights int8 per channel, Conv inputs uint8 per tensor,
                      calibrated on real photos at the working size. Only Conv is quantised: all-op
@@ -24,6 +30,10 @@ from ridexport.parity import check_parity
 MAX_EFFICACY_DROP = 0.05  # the issue: do not ship a variant whose efficacy drops by more than 5 %
 CALIBRATION_IMAGES = 8
 FLOAT32 = 1  # onnx.TensorProto.FLOAT
+W16_SMALL = 16  # initializers this small are exporter constants, not weights
+WASM_ONLY = ("int8",)  # QuantizeLinear has no WebGPU kernel
+# Where each file may run in the browser. fp16 computes in fp16: WebGPU only with shader-f16.
+BACKENDS = {"fp32": ["webgpu", "wasm"], "w16": ["webgpu", "wasm"], "fp16": ["webgpu-f16", "wasm"], "int8": ["wasm"]}
 
 
 def make_fp16(fp32_path: str | Path, out_path: str | Path) -> Path:
@@ -38,6 +48,35 @@ def make_fp16(fp32_path: str | Path, out_path: str | Path) -> Path:
     del wrapped.model.graph.value_info[:]  # stale float32 types of the export; shape inference redoes them
     onnx.save_model(wrapped.model, str(out_path), save_as_external_data=False)
     return Path(out_path)
+
+
+def make_w16(fp32_path: str | Path, out_path: str | Path) -> tuple[Path, bool]:
+    """Float32 initializers stored as float16 and cast back to float32 by a node in front: every
+    weight (more than W16_SMALL values), and small constants only when fp16 holds them exactly.
+    Returns (path, lossless): lossless when every stored value survived the round trip."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(fp32_path))
+    graph_ = model.graph
+    casts, kept, lossless = [], [], True
+    for init in graph_.initializer:
+        w = numpy_helper.to_array(init) if init.data_type == FLOAT32 else None
+        exact = w is not None and np.array_equal(w.astype(np.float16).astype(np.float32), w)
+        if w is None or (w.size <= W16_SMALL and not exact):
+            kept.append(init)
+            continue
+        lossless &= exact
+        half = numpy_helper.from_array(w.astype(np.float16), init.name + "_fp16")
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=FLOAT32, name=init.name + "_cast"))
+    del graph_.initializer[:]
+    graph_.initializer.extend(kept)
+    nodes = casts + list(graph_.node)
+    del graph_.node[:]
+    graph_.node.extend(nodes)
+    onnx.save_model(model, str(out_path), save_as_external_data=False)
+    return Path(out_path), lossless
 
 
 def _calibration_reader(images: list[np.ndarray], eps: float):
@@ -74,13 +113,13 @@ def make_int8(fp32_path: str | Path, out_path: str | Path, calibration: list[np.
     return out_path
 
 
-def check_variant(path: str | Path) -> None:
+def check_variant(path: str | Path, wasm_only: bool = False) -> None:
     """Loads in onnxruntime, passes the graph checks and allow-list, keeps float32 inputs/outputs."""
     import onnx
     import onnxruntime as ort
 
     ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    graph.check_graph(path)
+    graph.check_graph(path, wasm_only=wasm_only)
     model = onnx.load(str(path))
     io = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
     if set(io) != {*graph.INPUTS, *graph.OUTPUTS} or any(t != FLOAT32 for t in io.values()):
@@ -137,8 +176,8 @@ def add_variants(out: Path, manifest: dict, names: dict[str, str], cases: dict, 
     reference = manifest["files"][fp32_file]["efficacy"] = efficacy(fp32, targets, eval_images, side, samples)
     for precision, name in names.items():
         path = _make(precision, out / fp32_file, out / name, calibration, eps)
-        check_variant(path)
-        entry = manifest["files"][name] = file_entry(path, precision)
+        check_variant(path, wasm_only=precision in WASM_ONLY)
+        entry = manifest["files"][name] = file_entry(path, precision, backends=BACKENDS[precision])
         variant = OnnxGenerator.unverified(path, stride, manifest["eps_levels"])
         entry["parity"] = {"against": fp32_file, "cases": check_parity(None, variant, cases, eps, reference=reference_out)}
         entry["efficacy"] = {**efficacy(variant, targets, eval_images, side, samples), "against": reference["value"]}
@@ -152,8 +191,10 @@ def add_variants(out: Path, manifest: dict, names: dict[str, str], cases: dict, 
 
 
 def _make(precision: str, fp32_path: Path, out_path: Path, calibration, eps: float) -> Path:
+    if precision == "w16":
+        return make_w16(fp32_path, out_path)[0]
     if precision == "fp16":
         return make_fp16(fp32_path, out_path)
     if precision == "int8":
         return make_int8(fp32_path, out_path, calibration, eps)
-    raise ValueError(f"unknown variant {precision!r}; choose fp16 or int8")
+    raise ValueError(f"unknown variant {precision!r}; choose w16, fp16 or int8")

@@ -46,7 +46,8 @@ def protect(
 def export_cmd(
     checkpoint: str = typer.Argument(..., help="Saved generator folder or bundled model name."),
     out: Path = typer.Option(..., "-o", "--out", help="Export folder to write."),
-    precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32, fp16, int8 (fp32 always)."),
+    precision: str = typer.Option("auto", "--precision", help="Comma list of fp32, w16, fp16, int8 (fp32 always); "
+                                  "auto = fp32, plus w16 when the weights are exactly fp16."),
     opset: int = typer.Option(18, "--opset"),
     photos: Optional[Path] = typer.Option(None, "--photos", help="Real photos for parity (and int8 calibration)."),
     targets: Optional[List[str]] = typer.Option(None, "--target", "-t", help="Diffusers checkpoint for the fp16/int8 efficacy gate; repeatable."),
@@ -62,7 +63,8 @@ def export_cmd(
     from ridtrain.data import find_images
 
     try:
-        manifest = export(checkpoint, out, tuple(p.strip() for p in precision.split(",")), opset, find_images(photos) if photos else [],
+        precisions = None if precision == "auto" else tuple(p.strip() for p in precision.split(","))
+        manifest = export(checkpoint, out, precisions, opset, find_images(photos) if photos else [],
                           targets or (), eval_images or photos, side, samples)
     except (ValueError, ParityError, OSError) as err:
         _fail(str(err))

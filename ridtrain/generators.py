@@ -235,6 +235,23 @@ def load_generator(name_or_path: str | Path = DEFAULT_MODEL) -> _Generator:
     return CLASSES[class_name].from_pretrained(path).eval()
 
 
+@torch.no_grad()
+def round_weights_to_fp16(model: nn.Module) -> nn.Module:
+    """Round every float parameter and buffer to the nearest fp16 value (kept as float32), in
+    place. The export then stores them in half the bytes with no change to any output
+    (ridexport/variants.py, w16); the efficacy change of the rounding itself is measured apart."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point():
+            t.copy_(t.half().float())
+    return model
+
+
+def weights_fp16_exact(model: nn.Module) -> bool:
+    """Whether every float parameter and buffer is exactly an fp16 value."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(torch.equal(t, t.half().to(t.dtype)) for t in tensors if t.is_floating_point())
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -188,10 +188,14 @@ def delta_to_full(delta: torch.Tensor, size: tuple[int, int], eps: float) -> tor
     return full.clamp_(-eps, eps)
 
 
+def add_delta(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """The photo x (1,3,H,W) plus a working-size delta: delta_to_full, add, clamp to [0,1]."""
+    return (x + delta_to_full(delta, tuple(x.shape[-2:]), eps)).clamp_(0.0, 1.0)
+
+
 def apply_delta(x: torch.Tensor, delta: torch.Tensor, eps: float) -> np.ndarray:
-    """The photo x (1,3,H,W) plus a working-size delta, as 8-bit (H,W,3): delta_to_full, add,
-    clamp to [0,1], to_uint8."""
-    return to_uint8((x + delta_to_full(delta, tuple(x.shape[-2:]), eps)).clamp_(0.0, 1.0))
+    """add_delta as 8-bit (H,W,3)."""
+    return to_uint8(add_delta(x, delta, eps))
 
 
 # ----------------------------------------------------------------------------- 8 bits <-> float

@@ -17,18 +17,33 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ridtrain.generators import check_eps, load_generator
-from ridtrain.pixels import SAVE_OPTIONS, ImageError, apply_delta, is_image_path, load_image, save_image, to_float, working_image
+from ridtrain.pixels import SAVE_OPTIONS, ImageError, add_delta, is_image_path, load_image, save_image, to_float, to_uint8, working_image
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
     """uint8 (H,W,3) -> protected uint8 (H,W,3); eps in 8-bit levels, default the model's."""
+    return to_uint8(protected_float(gen, rgb, eps_levels))
+
+
+def protected_float(gen, rgb: np.ndarray, eps_levels: int | None = None) -> torch.Tensor:
+    """uint8 (H,W,3) -> the protected photo before rounding, float32 (1,3,H,W) in [0,1]."""
     eps = check_eps(gen.config.eps if eps_levels is None else eps_levels) / 255.0
     x = to_float(rgb).to(gen.device)  # (1, 3, H, W)
     with torch.inference_mode():
         delta = gen(working_image(x, multiple=gen.stride), eps)  # (1, 3, hw, ww)
-        return apply_delta(x, delta, eps)
+        return add_delta(x, delta, eps).cpu()
+
+
+class TorchProtector:
+    """The PyTorch reference behind the same call as ridexport.runtime.OnnxProtector."""
+
+    def __init__(self, gen):
+        self.gen, self.config = gen, gen.config
+
+    def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
+        return protect_array(self.gen, rgb, eps_levels)
 
 
 @dataclass
@@ -58,10 +73,11 @@ def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], l
     return jobs, errors
 
 
-def protect_file(gen, job: Job, eps: int | None, fmt: str, keep_metadata: bool) -> None:
-    """Load, protect and save one photo; raises ImageError or OSError."""
+def protect_file(protector, job: Job, eps: int | None, fmt: str, keep_metadata: bool) -> None:
+    """Load, protect (with a TorchProtector or OnnxProtector) and save one photo; raises
+    ImageError or OSError."""
     dec = load_image(job.src)
-    out = protect_array(gen, dec.rgb, eps)
+    out = protector.protect_array(dec.rgb, eps)
     job.dst.parent.mkdir(parents=True, exist_ok=True)
     save_image(job.dst, out, dec.alpha, fmt, exif=dec.exif if keep_metadata else None, icc=dec.icc_profile)
 
@@ -84,15 +100,15 @@ BACKENDS = ("torch", "onnx")
 
 
 def load_backend(model: str, backend: str = "torch"):
-    """The generator for a backend: the PyTorch module, or its ONNX export run by onnxruntime
-    (an export folder, or the `onnx/` export beside a bundled or saved generator)."""
+    """The protector for a backend: the PyTorch module, or its ONNX export's pieces run by
+    onnxruntime (an export folder, or the `onnx/` export beside a bundled or saved generator)."""
     if backend == "torch":
-        return load_generator(model)
+        return TorchProtector(load_generator(model))
     if backend == "onnx":
-        from ridexport.runtime import OnnxGenerator, is_export_folder
+        from ridexport.runtime import OnnxProtector, is_export_folder
         from ridtrain.bundled import resolve_model_path
 
-        return OnnxGenerator(model if is_export_folder(model) else resolve_model_path(model) / "onnx")
+        return OnnxProtector(model if is_export_folder(model) else resolve_model_path(model) / "onnx")
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
@@ -104,20 +120,20 @@ def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = 
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        gen = load_backend(model, backend)
+        protector = load_backend(model, backend)
     except Exception as e:  # missing folder, bad config.json, unreadable weights: all usage errors here
         print(f"error: cannot load model {model!r}: {e}", file=sys.stderr)
         return EXIT_USAGE
     jobs, errors = find_jobs(inputs, out_dir, fmt)
     for line in errors:
         print(line, file=sys.stderr)
-    done, skipped, failed = _run_jobs(gen, jobs, eps, fmt, overwrite, keep_metadata)
+    done, skipped, failed = _run_jobs(protector, jobs, eps, fmt, overwrite, keep_metadata)
     failed += len(errors)
     print(f"{done} protected, {skipped} skipped (already done), {failed} failed -> {out_dir}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_jobs(gen, jobs: list[Job], eps, fmt, overwrite, keep_metadata) -> tuple[int, int, int]:
+def _run_jobs(protector, jobs: list[Job], eps, fmt, overwrite, keep_metadata) -> tuple[int, int, int]:
     done = skipped = failed = 0
     columns = (TextColumn("protect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     console = Console(stderr=True)
@@ -127,7 +143,7 @@ def _run_jobs(gen, jobs: list[Job], eps, fmt, overwrite, keep_metadata) -> tuple
                 skipped += 1
                 continue
             try:
-                protect_file(gen, job, eps, fmt, keep_metadata)
+                protect_file(protector, job, eps, fmt, keep_metadata)
                 done += 1
             except (ImageError, OSError, MemoryError) as e:
                 reason = str(e) if isinstance(e, ImageError) else f"{type(e).__name__}: {e}"

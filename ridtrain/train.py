@@ -106,6 +106,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise ValueError(f"{len(data)} images give no batch of {cfg.batch} per process ({n} processes)")
 
     step = resume_state(accelerator, output, resume)
+    accelerator.wait_for_everyone()  # every process has checked the folder before the first write to it
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         cfg.save(output / "train_config.yaml")

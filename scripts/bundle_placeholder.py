@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from ridtrain.generators import load_generator, round_weights_to_fp16
+
 SUMMARY = (
     "PLACEHOLDER. rid-s trained for {steps} steps against two tiny latent diffusion models built on this "
     "project's CPU machines (random VAEs, UNets fitted for 150 steps to 18 sample photos from scikit-image "
@@ -24,8 +26,12 @@ def main(src: str, dst: str) -> None:
     tmp = dst_dir.with_name(dst_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ("config.json", "diffusion_pytorch_model.safetensors", "train_config.yaml"):
-        shutil.copyfile(src_dir / name, tmp / name)
+    # fp16-exact weights make the browser's half-size download (model.w16.onnx) lossless
+    round_weights_to_fp16(load_generator(src_dir)).save_pretrained(tmp)
+    config = json.loads((tmp / "config.json").read_text())
+    config.pop("_name_or_path", None)  # where it was loaded from: a build machine's path
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    shutil.copyfile(src_dir / "train_config.yaml", tmp / "train_config.yaml")
     card = {
         "name": "rid-s-placeholder",
         "summary": SUMMARY.format(steps=cfg["steps"]),
@@ -38,6 +44,7 @@ def main(src: str, dst: str) -> None:
         "data": "18 sample photos shipped by scikit-image and matplotlib (rid data build-corpus, train split)",
         "real_models_trained_against": [],
         "reproduce": "scripts/build_placeholder.sh",
+        "weights": "rounded to the nearest fp16 values (kept as float32): the fp16-stored web file is lossless",
         "efficacy": "see the closing note of the issue that bundled it; not measured against any real model",
     }
     (tmp / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -65,13 +65,17 @@ def perturbed_generator(tmp_path_factory):
     perturbed, so that delta is not 0; returns its folder."""
     from ridtrain.generators import build_generator
 
-    def make(weight_std: float, bias_std: float = 0.0, **overrides):
+    from ridtrain.generators import round_weights_to_fp16
+
+    def make(weight_std: float, bias_std: float = 0.0, fp16_exact: bool = False, **overrides):
         torch.manual_seed(0)
         gen = build_generator("rid-s", **overrides)
         torch.nn.init.normal_(gen.head.weight, std=weight_std)
         if bias_std:
             torch.nn.init.normal_(gen.head.bias, std=bias_std)
-        path = tmp_path_factory.mktemp("gen") / "rid-s-perturbed"
+        if fp16_exact:
+            round_weights_to_fp16(gen)
+        path = tmp_path_factory.mktemp("gen") / ("rid-s-perturbed" + ("-fp16" if fp16_exact else ""))
         gen.save_pretrained(path)
         return path
 

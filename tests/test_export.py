@@ -33,7 +33,9 @@ def exported(fresh, corpus, tmp_path_factory):
 
 def test_export_folder_is_complete_and_single_file(exported):
     out, manifest = exported
-    assert sorted(p.name for p in out.iterdir()) == ["fixture", "manifest.json", "model.onnx"]  # no .data sidecar
+    # no .data sidecar; no w16, since these weights are not exactly fp16
+    assert sorted(p.name for p in out.iterdir()) == ["apply.onnx", "fixture", "manifest.json", "model.onnx", "shrink.onnx"]
+    assert manifest["web_default_file"] == "model.onnx"
     assert manifest == load_manifest(out)
     assert manifest["files"]["model.onnx"]["sha256"] == sha256_file(out / "model.onnx")
     assert manifest["parameters"] == 930_032 and 2e9 < manifest["flops_512"] < 5e9
@@ -68,8 +70,9 @@ def test_dynamic_batch_height_width_and_eps(exported, fresh):
 
 
 def test_operators_are_allow_listed(exported):
-    ops = graph.graph_ops(exported[0] / "model.onnx")
-    assert ops <= graph.ALLOWED_OPS and "GroupNormalization" not in ops
+    for name in ("model.onnx", "shrink.onnx", "apply.onnx"):
+        ops = graph.graph_ops(exported[0] / name)
+        assert ops <= graph.ALLOWED_OPS and "GroupNormalization" not in ops
     graph.check_graph(exported[0] / "model.onnx")
 
 
@@ -132,6 +135,21 @@ def test_fixture_matches_pytorch(exported, fresh):
         assert np.array_equal(png, np.rint(expected[0].transpose(1, 2, 0) * 255).astype(np.uint8))
 
 
+def test_fixture_photos_match_the_tiled_pipeline(exported):
+    from ridexport.runtime import OnnxProtector
+
+    folder = exported[0] / "fixture"
+    photos = json.loads((folder / "parity.json").read_text())["photos"]
+    assert any(p["width"] > 512 for p in photos) and any(p["height"] < 512 for p in photos)  # two tiles; enlarged
+    protector = OnnxProtector(exported[0])
+    for case in photos:
+        rgb = np.asarray(Image.open(folder / case["input_png"]).convert("RGB"))
+        expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
+        assert np.abs(protector.protected_float(rgb, case["eps_levels"]) - expected).max() <= 1e-4
+        png = np.asarray(Image.open(folder / case["protected_png"]))
+        assert np.array_equal(png, np.rint(expected[0].transpose(1, 2, 0) * 255).astype(np.uint8))
+
+
 def test_protect_backend_onnx_matches_torch(exported, fresh, corpus, tmp_path):
     runner = CliRunner()
     photos = corpus / "heldout"
@@ -145,13 +163,28 @@ def test_protect_backend_onnx_matches_torch(exported, fresh, corpus, tmp_path):
         assert (a == b).mean() >= 0.999 and np.abs(a - b).max() <= 1
 
 
-def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
-    from ridtrain.generators import load_generator
-    from ridtrain.protect import load_backend, protect_array
+def test_fp16_exact_weights_give_a_lossless_half_size_w16(perturbed_generator, tmp_path):
+    from ridexport.runtime import OnnxProtector
 
-    onnx_gen = load_backend("default", "onnx")  # verifies every hash in the bundled manifest
-    assert onnx_gen.manifest["notes"].startswith("PLACEHOLDER")
+    folder = perturbed_generator(0.02, fp16_exact=True)
+    manifest = export(str(folder), tmp_path)
+    w16, fp32 = manifest["files"]["model.w16.onnx"], manifest["files"]["model.onnx"]
+    assert manifest["web_default_file"] == "model.w16.onnx" and w16["lossless"] and w16["backends"] == ["webgpu", "wasm"]
+    assert w16["bytes"] < 0.55 * fp32["bytes"]
+    x = np.random.default_rng(0).random((1, 3, 64, 80), dtype=np.float32)
+    assert np.array_equal(OnnxGenerator(tmp_path, "model.w16.onnx").run(x, 8 / 255)[1], OnnxGenerator(tmp_path).run(x, 8 / 255)[1])
+    rgb = np.random.default_rng(1).integers(0, 256, (150, 700, 3), dtype=np.uint8)
+    assert np.array_equal(OnnxProtector(tmp_path, "model.w16.onnx").protect_array(rgb), OnnxProtector(tmp_path).protect_array(rgb))
+
+
+def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
+    from ridtrain.protect import load_backend
+
+    onnx_backend = load_backend("default", "onnx")  # verifies every hash in the bundled manifest
+    assert onnx_backend.manifest["notes"].startswith("PLACEHOLDER")
+    assert onnx_backend.manifest["web_default_file"] == "model.w16.onnx"
+    assert onnx_backend.manifest["files"]["model.w16.onnx"]["bytes"] <= 2_000_000  # the web target
     rgb = np.asarray(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB"))
-    a = protect_array(load_generator("default"), rgb).astype(int)
-    b = protect_array(onnx_gen, rgb).astype(int)
+    a = load_backend("default", "torch").protect_array(rgb).astype(int)
+    b = onnx_backend.protect_array(rgb).astype(int)
     assert (a == b).mean() >= 0.999 and np.abs(a - b).max() <= 1

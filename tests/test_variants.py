@@ -42,7 +42,9 @@ def exported(checkpoint, photo, pixel_target, tmp_path_factory):
 
 def test_variants_ship_and_load(exported):
     out, manifest = exported
-    assert set(manifest["files"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}, manifest.get("rejected")
+    assert set(manifest["files"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "shrink.onnx", "apply.onnx"}, manifest.get("rejected")
+    assert manifest["files"]["model.int8.onnx"]["backends"] == ["wasm"]  # QuantizeLinear: no WebGPU kernel
+    assert manifest["web_default_file"] == "model.onnx"  # no w16 asked for
     assert "rejected" not in manifest
     assert load_manifest(out)["files"] == manifest["files"]  # schema and every sha256 checked
     x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
@@ -96,7 +98,7 @@ def test_gate_rejects_a_variant_that_loses_efficacy(checkpoint, photo, pixel_tar
 
     monkeypatch.setattr(variants, "efficacy", fake)
     manifest = export(str(checkpoint), tmp_path, ("fp32", "fp16"), targets=[pixel_target], eval_images=photo, **GATE)
-    assert set(manifest["files"]) == {"model.onnx"}
+    assert set(manifest["files"]) == {"model.onnx", "shrink.onnx", "apply.onnx"}
     assert "below" in manifest["rejected"]["model.fp16.onnx"]["reason"]
     assert not (tmp_path / "model.fp16.onnx").exists()
     assert load_manifest(tmp_path)["rejected"] == manifest["rejected"]
