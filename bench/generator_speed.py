@@ -79,7 +79,7 @@ def smooth_images(count: int = 4) -> list[np.ndarray]:
 
 def onnx_files(gen, folder: Path) -> dict[str, Path]:
     fp32 = graph.export_onnx(gen, folder / "model.onnx")
-    return {"fp32": fp32, "w16": make_w16(fp32, folder / "model.w16.onnx"), "fp16": make_fp16(fp32, folder / "model.fp16.onnx"),
+    return {"fp32": fp32, "w16": make_w16(fp32, folder / "model.w16.onnx")[0], "fp16": make_fp16(fp32, folder / "model.fp16.onnx"),
             "int8": make_int8(fp32, folder / "model.int8.onnx", smooth_images(), EPS)}
 
 

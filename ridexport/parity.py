@@ -85,6 +85,22 @@ def check_parity(gen, onnx_gen, cases: dict[str, np.ndarray], eps: float, refere
     return report
 
 
+def self_check(protector) -> dict:
+    """An OnnxProtector on its own export's fixture photos: per photo, compare()'s stats and
+    whether they pass the rule. The server's readiness depends on it."""
+    folder = protector.generator.folder / "fixture"
+    index = json.loads((folder / "parity.json").read_text())
+    report = {}
+    for case in index["photos"]:
+        rgb = pixels.load_image(folder / case["input_png"]).rgb
+        expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
+        stats = compare(expected, protector.protected_float(rgb, case["eps_levels"]))
+        report[case["name"]] = {**stats, "passes": passes(stats)}
+    if not report:
+        raise ParityError(f"{folder}/parity.json lists no photos to check")
+    return report
+
+
 def require(report: dict, what: str) -> None:
     failed = {k: v for k, v in report.items() if not passes(v)}
     if failed:

@@ -25,6 +25,9 @@ def _session(path: Path, threads: int | None):
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    # Idle workers must not spin: between runs the CPU belongs to the numpy/torch steps of the
+    # pipeline (and, on a server, to the other requests).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -42,6 +42,41 @@ def protect(
     raise typer.Exit(run_protect(inputs, out, model=model, eps=eps, fmt=fmt, overwrite=overwrite, keep_metadata=keep_metadata, backend=backend))
 
 
+@app.command(epilog=f"Bundled default model: {_bundled_note()}")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Bundled model name, saved generator or export folder."),
+    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes; each loads the model once."),
+    jobs: int = typer.Option(2, "--jobs", help="Photos protected at once per worker."),
+    queue: int = typer.Option(8, "--queue", help="Requests that may wait for a job; beyond that, 503."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="A site allowed to call the API (the widget's host); repeatable. Closed by default."),
+    rate_limit: str = typer.Option("120/minute", "--rate-limit", help="Per client address on /v1/protect."),
+    web_dist: Optional[Path] = typer.Option(None, "--web-dist", help="Built web app (default: web/dist)."),
+):
+    """Serve the web app, the model files and the /v1/protect API (the project's main command)."""
+    import os
+
+    import uvicorn
+
+    from ridexport.manifest import ManifestError, load_manifest
+    from ridtrain.protect import onnx_folder
+    from server_fallback.app import web_not_built
+    from server_fallback.settings import Settings
+
+    settings = Settings(model=model, jobs=jobs, queue=queue, cors_origins=cors_origin or [], rate_limit=rate_limit)
+    if web_dist is not None:
+        settings.web_dist = web_dist
+    try:
+        load_manifest(onnx_folder(model))
+    except (ManifestError, OSError, ValueError) as err:
+        _fail(f"cannot serve model {model!r}: {err}")
+    if not settings.web_dist.is_dir():
+        typer.echo(f"warning: {web_not_built(settings.web_dist)}; serving the API only", err=True)
+    os.environ.update(settings.to_env())  # each worker process builds its app from these
+    uvicorn.run("server_fallback.app:create_app", factory=True, host=host, port=port, workers=workers)
+
+
 @app.command("export")
 def export_cmd(
     checkpoint: str = typer.Argument(..., help="Saved generator folder or bundled model name."),

@@ -67,7 +67,12 @@ def is_image_path(rel: Path) -> bool:
 
 
 class ImageError(ValueError):
-    """A file that cannot be used as a photo; the message is a short reason."""
+    """A file that cannot be used as a photo; the message is a short reason, `code` a stable
+    name for it: not_an_image, too_many_pixels, corrupt_image or unsupported_mode."""
+
+    def __init__(self, message: str, code: str = "corrupt_image"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -87,12 +92,12 @@ def load_image(src: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Decoded
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode truncated files")
     data = Path(src).read_bytes() if isinstance(src, (str, Path)) else bytes(src)
     if not data:
-        raise ImageError("not an image (empty file)")
+        raise ImageError("not an image (empty file)", "not_an_image")
     with _pillow_errors():
         im = Image.open(io.BytesIO(data), formats=FORMATS)
         w, h = im.size
         if w * h > max_pixels:
-            raise ImageError(f"too many pixels: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP")
+            raise ImageError(f"too many pixels: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP", "too_many_pixels")
         im.load()  # the whole first frame: truncation and corruption surface here
         oriented = ImageOps.exif_transpose(im)
         exif, icc = _exif_bytes(im), im.info.get("icc_profile")  # from the file as stored
@@ -110,9 +115,9 @@ def _pillow_errors():
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"too many pixels: {e}") from None
+        raise ImageError(f"too many pixels: {e}", "too_many_pixels") from None
     except Image.UnidentifiedImageError:
-        raise ImageError("not an image (cannot identify image file)") from None
+        raise ImageError("not an image (cannot identify image file)", "not_an_image") from None
     except Exception as e:  # hostile files make Pillow raise OSError, SyntaxError, EOFError, struct.error, ...
         raise ImageError(f"corrupt or truncated image ({type(e).__name__}: {e})") from None
 
@@ -136,7 +141,7 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         rgba = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
     except ValueError as e:
-        raise ImageError(f"unsupported colour mode {im.mode} ({e})") from None
+        raise ImageError(f"unsupported colour mode {im.mode} ({e})", "unsupported_mode") from None
     return np.ascontiguousarray(rgba[..., :3]), (np.ascontiguousarray(rgba[..., 3]) if has_alpha else None)
 
 
@@ -218,6 +223,24 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------- encoding
 
 
+def encode_image(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    fmt: str = "png",
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+) -> bytes:
+    """A lossless PNG or WebP (exact=True keeps RGB under alpha 0) in memory. EXIF is written
+    only when given; the ICC profile whenever given."""
+    if fmt not in SAVE_OPTIONS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(SAVE_OPTIONS)}")
+    pixels = rgb if alpha is None else np.dstack([rgb, alpha])
+    extra = {k: v for k, v in (("exif", exif), ("icc_profile", icc)) if v is not None}
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, **SAVE_OPTIONS[fmt], **extra)
+    return buf.getvalue()
+
+
 def save_image(
     path: str | Path,
     rgb: np.ndarray,
@@ -226,19 +249,19 @@ def save_image(
     exif: bytes | None = None,
     icc: bytes | None = None,
 ) -> None:
-    """Write a lossless PNG or WebP (exact=True keeps RGB under alpha 0) to a temporary name in
-    the same folder, then os.replace it into place: a crash never leaves a partial `path`.
-    EXIF is written only when given; the ICC profile whenever given."""
-    if fmt not in SAVE_OPTIONS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(SAVE_OPTIONS)}")
-    pixels = rgb if alpha is None else np.dstack([rgb, alpha])
-    extra = {k: v for k, v in (("exif", exif), ("icc_profile", icc)) if v is not None}
+    """encode_image, written atomically (write_atomic)."""
+    write_atomic(path, encode_image(rgb, alpha, fmt, exif, icc))
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then os.replace it into place: a crash never
+    leaves a partial `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
         with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(pixels)).save(f, **SAVE_OPTIONS[fmt], **extra)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

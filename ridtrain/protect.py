@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ridtrain.generators import check_eps, load_generator
-from ridtrain.pixels import SAVE_OPTIONS, ImageError, add_delta, is_image_path, load_image, save_image, to_float, to_uint8, working_image
+from ridtrain.pixels import (MAX_PIXELS, SAVE_OPTIONS, ImageError, add_delta, encode_image, is_image_path, load_image, to_float,
+                             to_uint8, working_image, write_atomic)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -73,13 +74,21 @@ def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], l
     return jobs, errors
 
 
-def protect_file(protector, job: Job, eps: int | None, fmt: str, keep_metadata: bool) -> None:
-    """Load, protect (with a TorchProtector or OnnxProtector) and save one photo; raises
-    ImageError or OSError."""
-    dec = load_image(job.src)
+def protect_bytes(protector, data: bytes, eps: int | None = None, fmt: str = "png", keep_metadata: bool = False,
+                  max_pixels: int = MAX_PIXELS) -> bytes:
+    """An image file's bytes -> the protected image encoded as lossless `fmt`, with a
+    TorchProtector or OnnxProtector. The CLI and the server both call this, so the same photo
+    gives the same bytes. Raises ImageError."""
+    dec = load_image(data, max_pixels)
     out = protector.protect_array(dec.rgb, eps)
+    return encode_image(out, dec.alpha, fmt, exif=dec.exif if keep_metadata else None, icc=dec.icc_profile)
+
+
+def protect_file(protector, job: Job, eps: int | None, fmt: str, keep_metadata: bool) -> None:
+    """Load, protect and save one photo (written atomically); raises ImageError or OSError."""
+    data = protect_bytes(protector, job.src.read_bytes(), eps, fmt, keep_metadata)
     job.dst.parent.mkdir(parents=True, exist_ok=True)
-    save_image(job.dst, out, dec.alpha, fmt, exif=dec.exif if keep_metadata else None, icc=dec.icc_profile)
+    write_atomic(job.dst, data)
 
 
 def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str) -> str | None:
@@ -99,16 +108,24 @@ def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str) -
 BACKENDS = ("torch", "onnx")
 
 
-def load_backend(model: str, backend: str = "torch"):
+def onnx_folder(model: str) -> Path:
+    """The export folder of a model: the folder itself, or the `onnx/` export beside a bundled or
+    saved generator."""
+    from ridexport.runtime import is_export_folder
+    from ridtrain.bundled import resolve_model_path
+
+    return Path(model) if is_export_folder(model) else resolve_model_path(model) / "onnx"
+
+
+def load_backend(model: str, backend: str = "torch", threads: int | None = None):
     """The protector for a backend: the PyTorch module, or its ONNX export's pieces run by
-    onnxruntime (an export folder, or the `onnx/` export beside a bundled or saved generator)."""
+    onnxruntime (with `threads` intra-op threads per session)."""
     if backend == "torch":
         return TorchProtector(load_generator(model))
     if backend == "onnx":
-        from ridexport.runtime import OnnxProtector, is_export_folder
-        from ridtrain.bundled import resolve_model_path
+        from ridexport.runtime import OnnxProtector
 
-        return OnnxProtector(model if is_export_folder(model) else resolve_model_path(model) / "onnx")
+        return OnnxProtector(onnx_folder(model), threads=threads)
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 

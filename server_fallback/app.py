@@ -1,0 +1,156 @@
+"""The FastAPI app: the web app at /, export folders at /models/NAME/, and the API.
+
+    POST /v1/protect   multipart: file, eps?, format? (png | webp-lossless), keep_metadata?
+    GET  /v1/models    the manifests served
+    GET  /healthz      the process answers
+    GET  /readyz       the model is loaded and passed its parity self-check at start-up
+
+Run it with `rid serve` (uvicorn); settings come from RID_* variables (settings.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from slowapi import Limiter
+from slowapi.errors import RateLimitExceeded
+from slowapi.util import get_remote_address
+from starlette.formparsers import MultiPartParser
+
+from server_fallback import errors
+from server_fallback.limits import BodyLimit, JobGate
+from server_fallback.settings import BUILD_WEB, Settings
+from server_fallback.static import ModelFiles, WebFiles
+from server_fallback.uploads import FORMATS, protect_upload
+
+MODEL_HEADERS = ("X-RID-Model", "X-RID-Model-SHA256", "X-RID-Processing-Ms", "X-RID-Eps")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["unsupported_type"], description="stable, for programs")
+    detail: str = Field(examples=["not a JPEG, PNG or WebP image (judged by its content, not its name)"])
+
+
+ERRORS = {
+    413: "body_too_large, too_many_pixels (checked from the header, before decoding)",
+    415: "unsupported_type: the content is not JPEG, PNG or WebP",
+    422: "empty_file, corrupt_image (also truncated, or unreadable behind valid magic bytes), unsupported_mode, bad_eps, bad_request",
+    429: "rate_limited (per client address); see Retry-After",
+    503: "overloaded: all job slots and the queue are busy; see Retry-After",
+}
+
+
+def web_not_built(web_dist: Path) -> str:
+    return f"web app not built ({web_dist} is missing): run `{BUILD_WEB}`"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    # Starlette spools uploads over 1 MB to a temporary file; uploads must never touch the disk.
+    # The body limit below keeps every upload under this spool size, so it stays in memory.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_body_bytes + 1)
+    gate = JobGate(settings.jobs, settings.queue, settings.retry_after_s)
+    limiter = Limiter(key_func=get_remote_address)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from ridexport.parity import self_check
+        from ridtrain.protect import load_backend
+
+        protector = load_backend(settings.model, "onnx", threads=settings.onnx_threads())
+        app.state.protector = protector
+        app.state.self_check = self_check(protector)
+        app.state.ready = all(case["passes"] for case in app.state.self_check.values())
+        yield
+
+    app = FastAPI(title="RID server fallback", version="0.1.0", lifespan=lifespan,
+                  description="Protects photos with the same exported ONNX generator that the browser runs.")
+    app.state.limiter = limiter
+    errors.install(app)
+
+    @app.exception_handler(RateLimitExceeded)
+    async def rate_limited(request: Request, exc: RateLimitExceeded):
+        return errors.error_response(429, "rate_limited", f"rate limit exceeded: {exc.detail}", {"Retry-After": "60"})
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorBody}})
+    async def readyz(request: Request):
+        state = request.app.state
+        if not getattr(state, "ready", False):
+            return errors.error_response(503, "not_ready", f"model not loaded or parity self-check failed: {getattr(state, 'self_check', None)}")
+        return {"status": "ready", "model": state.protector.manifest["name"], "self_check": state.self_check}
+
+    @app.get("/v1/models", tags=["models"])
+    async def models(request: Request):
+        manifest = request.app.state.protector.manifest
+        return {"models": [{"name": manifest["name"], "manifest_url": f"/models/{manifest['name']}/manifest.json", "manifest": manifest}]}
+
+    @app.post(
+        "/v1/protect",
+        tags=["protect"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}, "image/webp": {}}, "description": "the protected image; headers: "
+                         + ", ".join(MODEL_HEADERS)},
+                   **{status: {"model": ErrorBody, "description": text} for status, text in ERRORS.items()}},
+    )
+    @limiter.limit(settings.rate_limit)
+    async def protect(
+        request: Request,
+        file: UploadFile = File(..., description="JPEG, PNG or WebP photo"),
+        eps: int | None = Form(None, description="bound in 8-bit levels; default the model's", examples=[8]),
+        format: Literal["png", "webp-lossless"] = Form("png", description="lossless output format"),
+        keep_metadata: bool = Form(False, description="keep EXIF (GPS included); stripped by default"),
+    ):
+        if not request.app.state.ready:
+            raise errors.ApiError(503, "not_ready", "the model failed its parity self-check at start-up; see /readyz")
+        protector = request.app.state.protector
+        if eps is not None and eps not in protector.eps_allowed:
+            raise errors.ApiError(422, "bad_eps", f"eps must be one of {protector.eps_allowed}, got {eps}")
+        data = await file.read()
+        body, ms = await gate.run(protect_upload, protector, data, eps, format, keep_metadata, settings.max_pixels)
+        manifest = protector.manifest
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(file.filename or "photo").stem)[:100] or "photo"
+        extension, media_type = FORMATS[format][0], FORMATS[format][1]
+        headers = {"X-RID-Model": manifest["name"], "X-RID-Model-SHA256": manifest["files"][protector.generator.file]["sha256"],
+                   "X-RID-Processing-Ms": f"{ms:.1f}", "X-RID-Eps": str(protector.check_eps(eps)),
+                   "Content-Disposition": f'inline; filename="{stem}.protected.{extension}"', "Cache-Control": "no-store"}
+        return Response(body, media_type=media_type, headers=headers)
+
+    @app.api_route("/v1/protect", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def protect_wrong_method():
+        # Without this, the web app mounted at / would answer these with its 404.
+        raise errors.ApiError(405, "method_not_allowed", "use POST with a multipart form", {"Allow": "POST"})
+
+    _mount_files(app, settings)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["*"], expose_headers=list(MODEL_HEADERS))
+    return app
+
+
+def _mount_files(app: FastAPI, settings: Settings) -> None:
+    """/models/NAME/ (the export folder) and / (the web app, or one line on how to build it)."""
+    from ridtrain.protect import onnx_folder
+
+    folder = onnx_folder(settings.model)
+    name = json.loads((folder / "manifest.json").read_text())["name"]  # verified at start-up (lifespan)
+    app.mount(f"/models/{name}", ModelFiles(directory=folder), name="models")
+    if settings.web_dist.is_dir():
+        app.mount("/", WebFiles(directory=settings.web_dist, html=True), name="web")
+        return
+
+    @app.get("/", include_in_schema=False)
+    async def no_web_app():
+        return JSONResponse({"code": "web_not_built", "detail": web_not_built(settings.web_dist)}, status_code=503)
