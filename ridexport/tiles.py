@@ -20,7 +20,9 @@ resize. They are those of ridtrain.pixels (torch's bilinear, align_corners=False
 - shrink, antialiased: scale = in/out, support s = max(scale, 1); output index i has centre
   c = scale * (i + 0.5) and weight relu(1 - |j + 0.5 - c| / s) on input index j, divided by the
   sum of those weights over the whole axis. A tile multiplies by its slice of the two matrices
-  (part = Wr . tile . Wc^T), so tiles add up to the whole-image resize up to float rounding.
+  (part = Wr . tile . Wc^T), so tiles add up to the whole-image resize up to float rounding. The
+  normalising sum only visits the inputs that can carry weight, so a tile's cost does not grow
+  with the photo.
 - apply, plain bilinear: scale = in/out; src = max(scale * (j + 0.5) - 0.5, 0); i0 = floor(src),
   i1 = min(i0 + 1, in - 1), weights (1 - l, l) with l = src - i0; columns first, then rows.
 Float32 throughout; tests hold both graphs to torch's F.interpolate on whole photos.
@@ -98,13 +100,17 @@ def _shrink_weights(b: _Builder, axis: int, origin: str, full: str, work: str, t
     lo = b.op("Clip", b.op("Sub", b.op("Floor", first), one), zero, size_out)
     hi = b.op("Clip", b.op("Add", b.op("Floor", last), b.const(2.0)), zero, size_out)
     centres = b.op("Mul", scale, b.op("Add", b.op("Range", lo, hi, one), half))  # (k,)
-    inputs = b.op("Add", b.op("Range", zero, size_in, one), half)  # (size_in,)
+    # Every input position with weight on those outputs: [j0, j1) holds the tile and the windows,
+    # so the cost follows the tile, not the photo's length.
+    j0 = b.op("Clip", b.op("Sub", b.op("Floor", b.op("Sub", b.op("Mul", lo, scale), support)), one), zero, size_in)
+    j1 = b.op("Clip", b.op("Add", b.op("Floor", b.op("Add", b.op("Mul", hi, scale), support)), b.const(2.0)), zero, size_in)
+    inputs = b.op("Add", b.op("Range", j0, j1, one), half)  # (j1 - j0,)
     distance = b.op("Abs", b.op("Sub", b.op("Unsqueeze", inputs, b.const([0], np.int64)),
                                 b.op("Unsqueeze", centres, b.const([1], np.int64))))
-    tri = b.op("Relu", b.op("Sub", one, b.op("Div", distance, support)))  # (k, size_in)
-    norm = b.op("ReduceSum", tri, b.const([1], np.int64), keepdims=1)
-    start = b.op("Cast", b.op("Unsqueeze", o, b.const([0], np.int64)), to=7)
-    end = b.op("Cast", b.op("Unsqueeze", b.op("Add", o, n), b.const([0], np.int64)), to=7)
+    tri = b.op("Relu", b.op("Sub", one, b.op("Div", distance, support)))  # (k, j1 - j0)
+    norm = b.op("ReduceSum", tri, b.const([1], np.int64), keepdims=1)  # weights outside [j0, j1) are 0
+    start = b.op("Cast", b.op("Unsqueeze", b.op("Sub", o, j0), b.const([0], np.int64)), to=7)
+    end = b.op("Cast", b.op("Unsqueeze", b.op("Sub", b.op("Add", o, n), j0), b.const([0], np.int64)), to=7)
     mine = b.op("Slice", tri, start, end, b.const([1], np.int64))  # (k, n)
     return b.op("Div", mine, norm), b.op("Cast", b.op("Unsqueeze", lo, b.const([0], np.int64)), to=7)
 

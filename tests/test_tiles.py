@@ -9,7 +9,7 @@ import torch
 from ridexport import graph, tiles
 from ridtrain import pixels
 
-SIZES = [(90, 120), (512, 512), (513, 1025), (1234, 777), (700, 5000), (3000, 2000)]
+SIZES = [(90, 120), (512, 512), (513, 1025), (1234, 777), (700, 5000), (3000, 2000), (3, 40000), (1, 1)]
 
 
 @pytest.fixture(scope="module")
