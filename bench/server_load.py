@@ -16,8 +16,6 @@ import datetime
 import io
 import os
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,27 +26,8 @@ import skimage
 from PIL import Image
 
 from timing import cpu_name  # bench/ is on sys.path when run as a script
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def start_server(port: int, jobs: int, threads: int) -> subprocess.Popen:
-    sys.path.insert(0, str(REPO))
-    from server_fallback.settings import Settings
-
-    settings = Settings(jobs=jobs, queue=64, threads=threads, rate_limit="1000000/minute")
-    env = {**os.environ, **settings.to_env()}
-    cmd = [sys.executable, "-m", "uvicorn", "server_fallback.app:create_app", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--no-access-log", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO)
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("server did not become ready")
+from server_fallback.launch import running
+from server_fallback.settings import Settings
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -93,9 +72,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; nproc {os.cpu_count()}; {cpu_name()}")
     print(f"one uvicorn worker, jobs {args.jobs}, bundled default model (onnx pieces); {args.requests} timed requests per row\n")
-    proc = start_server(args.port, args.jobs, args.threads)
-    url = f"http://127.0.0.1:{args.port}"
-    try:
+    settings = Settings(jobs=args.jobs, queue=64, threads=args.threads, rate_limit="1000000/minute")
+    with running(settings, port=args.port) as (url, proc):
         print(f"{'photo':<12}{'clients':>8}{'images/s':>10}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'peak RSS MB':>13}")
         for side in (512, 2048):
             data = photo_jpeg(side)
@@ -103,9 +81,6 @@ def main() -> None:
                 rate, lat = run(url, data, args.requests, clients)
                 print(f"{f'{side}x{side}':<12}{clients:>8}{rate:>10.2f}{statistics.median(lat):>8.3f}"
                       f"{percentile(lat, 95):>8.3f}{percentile(lat, 99):>8.3f}{peak_rss_mb(proc.pid):>13.0f}", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

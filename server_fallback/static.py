@@ -23,12 +23,18 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 
 
+# The widget's example host page stands for another site: it gets no cross-origin isolation.
+NOT_ISOLATED = "examples/"
+
+
 class WebFiles(StaticFiles):
-    """The built web app: every response isolated and under the CSP; hashed assets immutable."""
+    """The built web app: isolated and under the CSP; hashed assets immutable."""
 
     async def get_response(self, path, scope):
         response = await super().get_response(path, scope)
-        response.headers.update({**ISOLATION, "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+        if not path.startswith(NOT_ISOLATED):
+            response.headers.update(ISOLATION)
+        response.headers.update({"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                                  "Cross-Origin-Resource-Policy": "cross-origin",  # the widget loads from other sites
                                  "Cache-Control": IMMUTABLE if path.startswith(HASHED_DIR) else REVALIDATE})
         return response

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,30 +16,11 @@ import pytest
 from PIL import Image
 
 from bad_inputs import corpus, encode, photo, with_orientation
+from server_fallback.launch import free_port, running, wait_ready
 from server_fallback.settings import Settings
 
 MAX_BODY = 8 * 2**20
 ORIGIN = "http://widget.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, path: str = "/readyz", timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx.get(url + path, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url}{path} not ready after {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +38,11 @@ def web_dist(tmp_path_factory):
 def server(web_dist, tmp_path_factory):
     """(base url, process, its TMPDIR). Two job slots and a queue of four, so that 8 concurrent
     clients overload it."""
-    port, tmpdir = free_port(), tmp_path_factory.mktemp("server-tmp")
+    tmpdir = tmp_path_factory.mktemp("server-tmp")
     settings = Settings(web_dist=web_dist, max_body_bytes=MAX_BODY, jobs=2, queue=4, rate_limit="100000/minute",
                         cors_origins=[ORIGIN])
-    env = {**os.environ, **settings.to_env(), "TMPDIR": str(tmpdir)}
-    cmd = [sys.executable, "-m", "uvicorn", "server_fallback.app:create_app", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--no-access-log"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
+    with running(settings, env={"TMPDIR": str(tmpdir)}) as (url, proc):
         yield url, proc, tmpdir
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def post(url: str, name: str, data: bytes, timeout: float = 60, **fields) -> httpx.Response:

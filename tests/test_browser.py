@@ -1,0 +1,260 @@
+"""The browser app, library and widget in Debian's Chromium (Playwright), against the Python
+reference, served by the real server app over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bad_inputs import encode, photo, with_orientation
+from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL
+from ridtrain import pixels
+from ridtrain.protect import load_backend, onnx_folder, protected_float
+from server_fallback.launch import running
+from server_fallback.settings import Settings
+
+playwright = pytest.importorskip("playwright.sync_api")
+REPO = Path(__file__).resolve().parents[1]
+DIST = REPO / "web" / "dist"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = REPO / "test-artifacts"
+FIXTURE = onnx_folder("default") / "fixture"
+MANIFEST = json.loads((onnx_folder("default") / "manifest.json").read_text())
+MANIFEST_URL = f"/models/{MANIFEST['name']}/manifest.json"
+
+MISSING = not Path(CHROMIUM).exists() or not (DIST / "index.html").exists()
+if MISSING and os.environ.get("RID_REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
+    raise RuntimeError(f"browser tests need {CHROMIUM} and {DIST}/index.html (scripts/setup.sh)")
+pytestmark = pytest.mark.skipif(MISSING, reason="needs /usr/bin/chromium and web/dist (scripts/setup.sh installs and builds both)")
+
+PROTECT_JS = """async ([b64, backend, eps, manifestUrl]) => {
+  const { createProtector } = await import('/rid.js');
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const p = await createProtector({ manifestUrl, backend });
+  try {
+    const r = await p.protect(new Blob([bytes]), { float: true, eps });
+    const png = new Uint8Array(await r.blob.arrayBuffer());
+    const b64of = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 32768) s += String.fromCharCode(...u8.subarray(i, i + 32768)); return btoa(s); };
+    return { backend: r.backend, threads: r.threads, width: r.width, height: r.height, png: b64of(png),
+             floats: b64of(new Uint8Array(r.floats.buffer)), isolated: self.crossOriginIsolated };
+  } finally { p.close(); }
+}"""
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running(Settings(web_dist=DIST, rate_limit="100000/minute")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pw():
+    with playwright.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw):
+    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    context.close()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def protect_in_page(page, data: bytes, backend: str = "wasm", eps: int | None = None) -> dict:
+    r = page.evaluate(PROTECT_JS, [b64(data), backend, eps, MANIFEST_URL])
+    r["png"] = base64.b64decode(r["png"])
+    r["floats"] = np.frombuffer(base64.b64decode(r["floats"]), dtype="<f4").reshape(1, 3, r["height"], r["width"])
+    return r
+
+
+def check_rule(expected_float, got_float, expected8, got8):
+    assert np.abs(got_float - expected_float).max() <= FLOAT_TOL
+    a, b = expected8.astype(int), got8.astype(int)
+    assert a.shape == b.shape and (a == b).mean() >= MIN_IDENTICAL and np.abs(a - b).max() <= MAX_LEVELS
+
+
+@pytest.mark.parametrize("path,threads", [("/", 2), ("/examples/host.html", 1)], ids=["2-threads-isolated", "1-thread"])
+def test_wasm_parity_on_the_fixture_photos(server, page, path, threads):
+    page.goto(server + path)
+    for case in json.loads((FIXTURE / "parity.json").read_text())["photos"]:
+        r = protect_in_page(page, (FIXTURE / case["input_png"]).read_bytes())
+        assert (r["backend"], r["threads"], r["isolated"]) == ("wasm", threads, threads > 1)
+        expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
+        check_rule(expected, r["floats"], np.asarray(Image.open(FIXTURE / case["protected_png"])), np.asarray(Image.open(io.BytesIO(r["png"]))))
+
+
+def alpha_png() -> bytes:
+    rgb = np.asarray(photo(150, 110, seed=7))
+    yy, xx = np.mgrid[0:150, 0:110]
+    alpha = ((xx * 255) // 109).astype(np.uint8)  # 0 (fully transparent) to 255 across
+    return encode(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), "PNG")
+
+
+@pytest.mark.parametrize("name", ["rocket.jpg", "exif-rotated.jpg", "alpha.png", "odd-533x301.png"])
+def test_wasm_parity_on_real_photos(server, page, corpus, name):
+    data = {"rocket.jpg": lambda: (corpus / "heldout" / "rocket.jpg").read_bytes(),
+            "exif-rotated.jpg": lambda: with_orientation(6),
+            "alpha.png": alpha_png,
+            "odd-533x301.png": lambda: encode(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB").resize((533, 301)), "PNG")}[name]()
+    page.goto(server + "/")
+    r = protect_in_page(page, data)
+    decoded = pixels.load_image(data)
+    expected = protected_float(load_backend("default", "torch").gen, decoded.rgb).numpy()
+    out = np.asarray(Image.open(io.BytesIO(r["png"])))
+    check_rule(expected, r["floats"], pixels.to_uint8(__import__("torch").from_numpy(expected)), out[..., :3])
+    if decoded.alpha is not None:
+        assert np.array_equal(out[..., 3], decoded.alpha)  # alpha passed through untouched
+
+
+def test_js_working_size_is_pythons(server, page):
+    page.goto(server + "/")
+    rng = np.random.default_rng(0)
+    sizes = [[1, 1], [511, 512], [512, 513], [4000, 6000], [7, 30000], [30000, 7]] + rng.integers(1, 9000, (200, 2)).tolist()
+    js = page.evaluate("async (sizes) => { const { workingSize } = await import('/rid.js'); return sizes.map(([h, w]) => workingSize(h, w, %s)); }"
+                       % json.dumps(MANIFEST["pipeline"]["working_size"]), sizes)
+    assert [tuple(v) for v in js] == [pixels.working_size(h, w, **MANIFEST["pipeline"]["working_size"]) for h, w in sizes]
+
+
+def test_webgpu_parity_on_swiftshader(server, pw):
+    """The generator graph on WebGPU (SwiftShader) for the small fixture cases; WebGPU must be the
+    backend that ran."""
+    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS + ["--enable-unsafe-webgpu"])
+    try:
+        page = b.new_page()
+        page.goto(server + "/")
+        for case in json.loads((FIXTURE / "parity.json").read_text())["cases"]:
+            rgb = np.asarray(Image.open(FIXTURE / case["input_png"]).convert("RGB"))
+            x = pixels.to_float(rgb).numpy()
+            r = page.evaluate("""async ([b64, h, w, eps, manifestUrl]) => {
+              const { createProtector } = await import('/rid.js');
+              const x = new Float32Array(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
+              const p = await createProtector({ manifestUrl, backend: 'webgpu' });
+              try {
+                const r = await p.runGenerator(x, h, w, eps);
+                return { backend: r.backend, out: Array.from(r.protected) };
+              } finally { p.close(); }
+            }""", [b64(x.astype("<f4").tobytes()), case["height"], case["width"], case["eps_levels"] / 255, MANIFEST_URL])
+            assert r["backend"] == "webgpu"
+            expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4")
+            assert np.abs(np.array(r["out"], np.float32) - expected).max() <= FLOAT_TOL
+    finally:
+        b.close()
+
+
+def run_app(page, server, files: list[tuple[str, bytes]], tmp_path) -> list:
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
+    paths = []
+    for name, data in files:
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    page.set_input_files("#files", paths)
+    page.wait_for_function("n => document.querySelectorAll('#photos li.done, #photos li.failed').length === n", arg=len(files), timeout=120_000)
+    return page.locator("#photos li").all()
+
+
+def test_local_mode_sends_no_photo_anywhere(server, page, tmp_path, corpus):
+    requests = []
+    page.on("request", lambda req: requests.append((req.method, req.url, req.post_data_buffer)))
+    jpeg = (corpus / "heldout" / "rocket.jpg").read_bytes()
+    rows = run_app(page, server, [("rocket.jpg", jpeg)], tmp_path)
+    assert "done" in rows[0].get_attribute("class")
+    assert requests and all(url.startswith(server + "/") for _, url, _ in requests), [u for _, u, _ in requests if not u.startswith(server)]
+    assert not [url for _, url, _ in requests if "/v1/protect" in url]
+    assert all(body is None or jpeg[:4096] not in body for _, _, body in requests)
+    assert "Backend: wasm, 2 threads" in page.locator("#backend").inner_text()
+
+
+def test_the_app_protects_a_batch_past_bad_files_and_zips_it(server, page, tmp_path):
+    good = encode(photo(90, 120), "PNG")
+    jpeg = encode(photo(), "JPEG")
+    files = [("notes.jpg", b"this is text, not a photo\n"), ("cut.jpg", jpeg[: len(jpeg) // 2]), ("good.png", good), ("also good.png", good)]
+    rows = run_app(page, server, files, tmp_path)
+    text = [r.inner_text() for r in rows]
+    assert "error: not a JPEG, PNG or WebP image" in text[0] and "error: truncated JPEG" in text[1], text
+    assert all("done:" in t and "on wasm" in t for t in text[2:]), text
+    assert "rid-s-placeholder" in page.locator("#model-note").inner_text() and "PLACEHOLDER" in page.locator("#model-note").inner_text()
+    page.locator("rid-compare").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-after-protecting.png"), full_page=True)
+    with page.expect_download() as download:
+        page.click("#download-all")
+    names = zipfile.ZipFile(download.value.path()).namelist()
+    assert sorted(names) == ["also good.png", "good.png"]
+
+
+def test_a_tampered_model_is_refused_with_a_visible_error(server, page):
+    def flip(route):
+        body = bytearray(route.fetch().body())
+        body[len(body) // 2] ^= 0x01
+        route.fulfill(body=bytes(body), headers={"content-type": "application/octet-stream"})
+
+    page.route("**/*.onnx", flip)
+    page.goto(server + "/")
+    page.wait_for_function("() => document.querySelector('#backend').textContent.startsWith('Cannot start')", timeout=60_000)
+    message = page.locator("#backend").inner_text()
+    assert "does not match the manifest" in message and "refusing" in message
+
+
+def test_the_widget_protects_into_the_host_form_without_isolation(server, page, tmp_path):
+    page.goto(server + "/examples/host.html")
+    assert page.evaluate("self.crossOriginIsolated") is False
+    page.evaluate("""() => { window.events = []; document.addEventListener('rid-protected',
+        (e) => window.events.push({ name: e.detail.name, backend: e.detail.backend, size: e.detail.blob.size })); }""")
+    (tmp_path / "me.jpg").write_bytes(encode(photo(80, 60), "JPEG"))
+    page.set_input_files("#photo", str(tmp_path / "me.jpg"))
+    page.wait_for_function("() => window.events.length === 1", timeout=120_000)
+    event = page.evaluate("window.events[0]")
+    assert event["name"] == "me.png" and event["backend"] == "wasm" and event["size"] > 0
+    held = page.evaluate("() => { const f = document.querySelector('#photo').files; return [f.length, f[0].name, f[0].type, f[0].size]; }")
+    assert held == [1, "me.png", "image/png", event["size"]]
+
+
+def test_offline_after_the_first_visit(server, browser, tmp_path):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(server + "/")
+        page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
+        page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=60_000)
+        page.reload()  # this visit goes through the service worker, which keeps every answer
+        page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
+        context.set_offline(True)
+        page.reload()
+        rows = run_app(page, server, [("offline.png", encode(photo(40, 50), "PNG"))], tmp_path)
+        assert "done" in rows[0].get_attribute("class"), rows[0].inner_text()
+    finally:
+        context.close()
+
+
+def test_web_build_is_reproducible_from_the_lock_file():
+    lock = json.loads((REPO / "web" / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/onnxruntime-web"]["version"].startswith("1.30.")
+    built = json.loads((DIST / "build.json").read_text())
+    assert (DIST / built["ort_dir"] / "ort-wasm-simd-threaded.wasm").exists() and (DIST / "assets" / built["worker"]).exists()
+    assert shutil.which("node") and subprocess.run(["node", "--version"], capture_output=True).returncode == 0

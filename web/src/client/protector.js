@@ -1,0 +1,90 @@
+// The library: one worker bridge. Everything heavy (models, decoding, inference, encoding) runs in
+// the worker; this side only posts files in and results out, transferring buffers.
+
+/**
+ * @typedef {'auto'|'webgpu'|'wasm'|'server'} Backend
+ * @typedef {{ blob: Blob, width: number, height: number, backend: Backend, ms: number, eps: number,
+ *             name: string, threads: number|null, floats?: Float32Array }} Protected
+ * @typedef {{ stage: 'download', file: string, loaded: number, total: number, cached: boolean }
+ *          | { stage: 'photo', name: string, fraction: number }} Progress
+ */
+
+const WORKER_URL = new URL(__RID_WORKER__, import.meta.url); // the hashed worker bundle (build.mjs)
+
+/** A module worker from our own origin, or, when this script was loaded by another site's page
+ * (the widget), a same-origin blob shim that imports it (CORS allows that import). */
+function startWorker() {
+  if (WORKER_URL.origin === self.location.origin) return new Worker(WORKER_URL, { type: 'module' });
+  const shim = new Blob([`import ${JSON.stringify(WORKER_URL.href)};`], { type: 'text/javascript' });
+  return new Worker(URL.createObjectURL(shim), { type: 'module' });
+}
+
+/**
+ * @param {{ manifestUrl: string, backend?: Backend, serverUrl?: string|null,
+ *           onProgress?: (p: Progress) => void }} options
+ * @returns {Promise<{ backend: Backend, threads: number|null, manifest: object, log: string[],
+ *   protect: (file: Blob, options?: { eps?: number, name?: string, float?: boolean }) => Promise<Protected>,
+ *   close: () => void }>}
+ */
+export async function createProtector({ manifestUrl, backend = 'auto', serverUrl = null, onProgress } = {}) {
+  if (!manifestUrl) throw new Error('createProtector needs manifestUrl');
+  const worker = startWorker();
+  const pending = new Map();
+  let next = 0;
+  let ready;
+  const started = new Promise((resolve, reject) => (ready = { resolve, reject }));
+  worker.onmessage = ({ data }) => {
+    if (data.type === 'download') return onProgress?.({ stage: 'download', ...data });
+    if (data.type === 'progress') return onProgress?.({ stage: 'photo', name: pending.get(data.id)?.name, fraction: data.fraction });
+    if (data.type === 'ready') return ready.resolve(data);
+    const job = pending.get(data.id);
+    if (data.id === undefined || !job) return ready.reject(Object.assign(new Error(data.message), { code: data.code }));
+    pending.delete(data.id);
+    if (data.type === 'error') job.reject(Object.assign(new Error(data.message), { code: data.code }));
+    else job.resolve(data);
+  };
+  worker.onerror = (event) => ready.reject(new Error(`worker failed: ${event.message}`));
+  worker.postMessage({ type: 'init', manifestUrl: new URL(manifestUrl, location.href).href, backend,
+    serverUrl: serverUrl && new URL(serverUrl, location.href).href });
+  let info;
+  try {
+    info = await started;
+  } catch (err) {
+    worker.terminate();
+    throw err;
+  }
+  const call = (message, transfer, name) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve, reject, name });
+      worker.postMessage({ ...message, id }, transfer);
+    });
+  return {
+    backend: info.backend,
+    threads: info.threads,
+    manifest: info.manifest,
+    log: info.log,
+    crossOriginIsolated: info.crossOriginIsolated,
+    async protect(file, { eps, name = file.name ?? 'photo', float = false } = {}) {
+      const buffer = await file.arrayBuffer();
+      const r = await call({ type: 'protect', buffer, name, eps, float }, [buffer], name);
+      return { blob: new Blob([r.png], { type: 'image/png' }), width: r.width, height: r.height, backend: r.backend,
+        threads: r.threads ?? null, ms: r.ms, eps: r.eps, name, ...(r.floats ? { floats: new Float32Array(r.floats) } : {}) };
+    },
+    /** The generator graph alone on a working-size float32 (1,3,h,w) image: for parity tests. */
+    async runGenerator(data, h, w, eps) {
+      const copy = Float32Array.from(data);
+      const r = await call({ type: 'generator', data: copy.buffer, h, w, eps }, [copy.buffer]);
+      return { protected: new Float32Array(r.protected), backend: r.backend };
+    },
+    close: () => worker.terminate(),
+  };
+}
+
+/** The protected copy's file name: the original's stem, .png. */
+export function protectedName(name) {
+  const dot = name.lastIndexOf('.');
+  return `${dot > 0 ? name.slice(0, dot) : name}.png`;
+}
+
+export { workingSize } from '../shared/pipeline.js';

@@ -1,0 +1,81 @@
+// <rid-protect manifest="…/manifest.json" server="…" [for="input-id"] [eps="8"] [backend="auto"]>
+// Protects the photos chosen in a file input of the host page (the one named by `for`, else the
+// first file input of the surrounding form), puts the protected copies in that input, so the
+// host form uploads them, and fires `rid-protected` (detail: { blob, name, backend }) per photo.
+
+import { createProtector, protectedName } from './protector.js';
+import { sheetOf } from './sheets.js';
+
+const STYLE = `:host{display:inline-block;font:14px system-ui,sans-serif;color:inherit}
+.status{padding:.25em 0}.error{color:#b00020}`;
+
+class RidProtect extends HTMLElement {
+  #protector = null;
+  #status;
+  #busy = false;
+
+  connectedCallback() {
+    const root = this.attachShadow({ mode: 'open' });
+    root.adoptedStyleSheets = [sheetOf(STYLE)];
+    root.innerHTML = `<div class="status" role="status" aria-live="polite">RID: ready to protect photos</div>`;
+    this.#status = root.querySelector('.status');
+    this.input()?.addEventListener('change', (event) => this.#onChange(event));
+  }
+
+  /** The file input this widget serves. */
+  input() {
+    const id = this.getAttribute('for');
+    if (id) return document.getElementById(id);
+    return (this.closest('form') ?? this.parentElement)?.querySelector('input[type=file]');
+  }
+
+  async #ready() {
+    this.#protector ??= createProtector({
+      manifestUrl: this.getAttribute('manifest'),
+      serverUrl: this.getAttribute('server'),
+      backend: this.getAttribute('backend') ?? 'auto',
+      onProgress: (p) => this.#say(p.stage === 'download' ? `RID: loading model ${Math.round((100 * p.loaded) / (p.total || 1))} %` : `RID: protecting ${p.name} ${Math.round(100 * p.fraction)} %`),
+    });
+    return this.#protector;
+  }
+
+  #say(text, error = false) {
+    this.#status.textContent = text;
+    this.#status.classList.toggle('error', error);
+  }
+
+  async #onChange(event) {
+    const input = event.target;
+    if (this.#busy || !input.files?.length || input.dataset.ridProtected === 'yes') return;
+    this.#busy = true;
+    const files = [...input.files];
+    const protectedFiles = [];
+    try {
+      const protector = await this.#ready();
+      const eps = this.hasAttribute('eps') ? Number(this.getAttribute('eps')) : undefined;
+      for (const file of files) {
+        try {
+          const result = await protector.protect(file, { eps });
+          const name = protectedName(file.name);
+          protectedFiles.push(new File([result.blob], name, { type: 'image/png' }));
+          this.dispatchEvent(new CustomEvent('rid-protected', { bubbles: true, composed: true, detail: { blob: result.blob, name, backend: result.backend } }));
+        } catch (err) {
+          this.#say(`RID: ${file.name}: ${err.message}`, true);
+          this.dispatchEvent(new CustomEvent('rid-error', { bubbles: true, composed: true, detail: { name: file.name, code: err.code, message: err.message } }));
+        }
+      }
+      const transfer = new DataTransfer();
+      protectedFiles.forEach((f) => transfer.items.add(f));
+      input.dataset.ridProtected = 'yes'; // our own change below is not a new choice
+      input.files = transfer.files;
+      if (protectedFiles.length) this.#say(`RID: ${protectedFiles.length} of ${files.length} photo(s) protected (${protector.backend})`, protectedFiles.length < files.length);
+    } catch (err) {
+      this.#say(`RID: cannot start: ${err.message}`, true);
+    } finally {
+      delete input.dataset.ridProtected;
+      this.#busy = false;
+    }
+  }
+}
+
+if (!customElements.get('rid-protect')) customElements.define('rid-protect', RidProtect);

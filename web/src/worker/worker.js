@@ -1,0 +1,193 @@
+// The worker: models, sessions, decoding, the tiled pipeline and encoding, off the page's thread.
+// Messages in: init, protect, generator (the generator graph alone, for parity fixtures).
+// Messages out: ready, download, progress, done, error. Buffers are transferred, never copied.
+
+import { encode as encodePng } from 'fast-png';
+
+import { addPart, tileOrigins, tileToFloat, workingSize, writeTile8 } from '../shared/pipeline.js';
+import { candidates, wasmThreads } from './backends.js';
+import { ImageError, decode } from './decode.js';
+import { loadManifest, loadVerified } from './models.js';
+
+const ORT_DIR = new URL(__ORT_DIR__, import.meta.url).href; // onnxruntime-web's files, copied beside the worker (build.mjs)
+const ORT_MODULE = { wasm: 'ort.wasm.min.mjs', webgpu: 'ort.webgpu.min.mjs' };
+const MAX_PIXELS = 64 * 2 ** 20; // ridtrain.pixels.MAX_PIXELS
+
+let state = null; // { manifest, manifestUrl, serverUrl, queue: [backend...], runner, log: [] }
+
+async function localRunner(backend, manifest, manifestUrl) {
+  const ort = await import(ORT_DIR + ORT_MODULE[backend]);
+  ort.env.wasm.wasmPaths = ORT_DIR;
+  ort.env.wasm.numThreads = wasmThreads();
+  ort.env.logLevel = 'error';
+  const pieces = manifest.pipeline.pieces;
+  const files = { generator: manifest.web_default_file, shrink: pieces.shrink.file, apply: pieces.apply.file };
+  const options = { executionProviders: [backend], graphOptimizationLevel: 'all' };
+  const sessions = {};
+  for (const [role, file] of Object.entries(files)) {
+    const bytes = await loadVerified(manifestUrl, manifest, file, (loaded, total, cached) =>
+      self.postMessage({ type: 'download', file, loaded, total, cached: !!cached }));
+    sessions[role] = await ort.InferenceSession.create(bytes, options);
+  }
+  const tensor = (type, data, dims) => new ort.Tensor(type, data, dims);
+  const i64 = (a, b) => tensor('int64', BigInt64Array.from([BigInt(a), BigInt(b)]), [2]);
+  return {
+    backend,
+    threads: backend === 'wasm' ? wasmThreads() : null,
+    file: files.generator,
+    async generator(x, h, w, eps) {
+      const out = await sessions.generator.run({ image: tensor('float32', x, [1, 3, h, w]), eps: tensor('float32', Float32Array.of(eps), [1]) });
+      return { protected: out.protected.data, delta: out.delta.data };
+    },
+    async shrink(tile, th, tw, r, c, h, w, hw, ww) {
+      const out = await sessions.shrink.run({ tile: tensor('float32', tile, [1, 3, th, tw]), origin: i64(r, c), full: i64(h, w), work: i64(hw, ww) });
+      const [, , k, m] = out.part.dims;
+      const [pr, pc] = Array.from(out.part_origin.data, Number);
+      return { part: out.part.data, k, m, pr, pc };
+    },
+    async apply(tile, th, tw, delta, hw, ww, r, c, h, w, eps) {
+      const out = await sessions.apply.run({ tile: tensor('float32', tile, [1, 3, th, tw]), delta: tensor('float32', delta, [1, 3, hw, ww]),
+        origin: i64(r, c), full: i64(h, w), eps: tensor('float32', Float32Array.of(eps), [1]) });
+      return out.protected.data;
+    },
+  };
+}
+
+/** One photo through the exported pieces, as ridexport.runtime.OnnxProtector does it. */
+async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progress) {
+  const { rgba, width: w, height: h } = image;
+  const tile = manifest.pipeline.pieces.tile;
+  const [hw, ww] = workingSize(h, w, manifest.pipeline.working_size);
+  const eps = Math.fround(epsLevels / 255);
+  const origins = tileOrigins(h, w, tile);
+  const steps = 2 * origins.length + 1;
+  let done = 0;
+  const xWork = new Float32Array(3 * hw * ww);
+  for (const [r, c] of origins) {
+    const th = Math.min(tile, h - r), tw = Math.min(tile, w - c);
+    const p = await runner.shrink(tileToFloat(rgba, w, r, c, th, tw), th, tw, r, c, h, w, hw, ww);
+    addPart(xWork, hw, ww, p.part, p.k, p.m, p.pr, p.pc);
+    progress(++done / steps);
+  }
+  const { delta } = await runner.generator(xWork, hw, ww, eps);
+  progress(++done / steps);
+  const out = new Uint8ClampedArray(rgba); // alpha stays as it came
+  const floats = wantFloat ? new Float32Array(3 * h * w) : null;
+  for (const [r, c] of origins) {
+    const th = Math.min(tile, h - r), tw = Math.min(tile, w - c);
+    const prot = await runner.apply(tileToFloat(rgba, w, r, c, th, tw), th, tw, delta, hw, ww, r, c, h, w, eps);
+    writeTile8(out, w, prot, r, c, th, tw);
+    if (floats) for (let ch = 0; ch < 3; ch++) for (let y = 0; y < th; y++)
+      floats.set(prot.subarray((ch * th + y) * tw, (ch * th + y + 1) * tw), (ch * h + r + y) * w + c);
+    progress(++done / steps);
+  }
+  return { out, floats };
+}
+
+function encode(rgba, width, height, hasAlpha) {
+  if (hasAlpha) return encodePng({ width, height, data: rgba, channels: 4, depth: 8 });
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+    rgb[j] = rgba[i];
+    rgb[j + 1] = rgba[i + 1];
+    rgb[j + 2] = rgba[i + 2];
+  }
+  return encodePng({ width, height, data: rgb, channels: 3, depth: 8 });
+}
+
+async function protectOnServer(bytes, name, epsLevels) {
+  const form = new FormData();
+  form.append('file', new Blob([bytes]), name);
+  form.append('eps', String(epsLevels));
+  form.append('format', 'png');
+  const response = await fetch(new URL('/v1/protect', state.serverUrl), { method: 'POST', body: form });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({ code: `http_${response.status}`, detail: response.statusText }));
+    throw new ImageError(body.code, body.detail);
+  }
+  const png = new Uint8Array(await response.arrayBuffer());
+  const bitmap = await createImageBitmap(new Blob([png]));
+  const size = { width: bitmap.width, height: bitmap.height };
+  bitmap.close();
+  return { png, ...size };
+}
+
+/** The next backend in the queue that starts; the reasons of those that did not are logged. */
+async function startNext() {
+  while (state.queue.length) {
+    const backend = state.queue.shift();
+    try {
+      state.runner = backend === 'server' ? { backend, threads: null, file: null } : await localRunner(backend, state.manifest, state.manifestUrl);
+      return;
+    } catch (err) {
+      const reason = `${backend} failed to start: ${err.message}`;
+      state.log.push(reason);
+      console.warn(reason);
+      if (err.code === 'integrity') throw err; // a tampered model is never worked around
+    }
+  }
+  throw new Error(`no backend could start: ${state.log.join('; ')}`);
+}
+
+function readyMessage() {
+  const { runner, manifest, log } = state;
+  return { type: 'ready', backend: runner.backend, threads: runner.threads, file: runner.file, manifest, log,
+    crossOriginIsolated: !!self.crossOriginIsolated };
+}
+
+async function onInit({ manifestUrl, backend = 'auto', serverUrl = null }) {
+  const absolute = new URL(manifestUrl, self.location.href).href;
+  const manifest = await loadManifest(absolute);
+  state = { manifest, manifestUrl: absolute, serverUrl: serverUrl && new URL(serverUrl, self.location.href).href,
+    queue: await candidates(backend, serverUrl), runner: null, log: [] };
+  await startNext();
+  return readyMessage();
+}
+
+async function onProtect({ id, buffer, name, eps, float }) {
+  const started = performance.now();
+  const bytes = new Uint8Array(buffer);
+  const epsLevels = eps ?? state.manifest.eps_levels;
+  if (!state.manifest.eps_levels_allowed.includes(epsLevels)) throw new ImageError('bad_eps', `eps must be one of ${state.manifest.eps_levels_allowed}`);
+  const progress = (fraction) => self.postMessage({ type: 'progress', id, fraction });
+  for (;;) {
+    const backend = state.runner.backend;
+    try {
+      if (backend === 'server') {
+        const { png, width, height } = await protectOnServer(bytes, name, epsLevels);
+        return { message: { type: 'done', id, png: png.buffer, width, height, backend, ms: performance.now() - started, eps: epsLevels }, transfer: [png.buffer] };
+      }
+      const image = await decode(bytes, MAX_PIXELS);
+      const { out, floats } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress);
+      const png = encode(out, image.width, image.height, image.hasAlpha);
+      const transfer = [png.buffer, ...(floats ? [floats.buffer] : [])];
+      return { message: { type: 'done', id, png: png.buffer, width: image.width, height: image.height, backend,
+        threads: state.runner.threads, ms: performance.now() - started, eps: epsLevels, floats: floats?.buffer ?? null }, transfer };
+    } catch (err) {
+      if (err instanceof ImageError || !state.queue.length) throw err; // the photo's fault, or nowhere left to go
+      const reason = `${backend} failed while running: ${err.message}`;
+      state.log.push(reason);
+      console.warn(reason);
+      await startNext();
+    }
+  }
+}
+
+async function onGenerator({ id, data, h, w, eps }) {
+  const out = await state.runner.generator(new Float32Array(data), h, w, Math.fround(eps));
+  const result = new Float32Array(out.protected);
+  return { message: { type: 'done', id, protected: result.buffer, backend: state.runner.backend }, transfer: [result.buffer] };
+}
+
+self.onmessage = async ({ data }) => {
+  try {
+    if (data.type === 'init') self.postMessage(await onInit(data));
+    else {
+      const handler = { protect: onProtect, generator: onGenerator }[data.type];
+      const { message, transfer } = await handler(data);
+      self.postMessage(message, transfer);
+    }
+  } catch (err) {
+    self.postMessage({ type: 'error', id: data.id, code: err.code ?? 'failed', message: err.message });
+  }
+};
