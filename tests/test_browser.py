@@ -141,8 +141,8 @@ def test_js_working_size_is_pythons(server, page):
 
 
 def test_webgpu_parity_on_swiftshader(server, pw):
-    """The generator graph on WebGPU (SwiftShader) for the small fixture cases; WebGPU must be the
-    backend that ran."""
+    """On WebGPU (SwiftShader): the generator graph alone on the small fixture cases, then one
+    small photo through the whole tiled pipeline; WebGPU must be the backend that ran."""
     b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS + ["--enable-unsafe-webgpu"])
     try:
         page = b.new_page()
@@ -162,6 +162,13 @@ def test_webgpu_parity_on_swiftshader(server, pw):
             assert r["backend"] == "webgpu"
             expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4")
             assert np.abs(np.array(r["out"], np.float32) - expected).max() <= FLOAT_TOL
+        # One whole photo through shrink, generator and apply on WebGPU: the smallest fixture photo
+        # (the generator still runs at the 512-side working size: about 20 s on SwiftShader).
+        case = json.loads((FIXTURE / "parity.json").read_text())["photos"][0]
+        r = protect_in_page(page, (FIXTURE / case["input_png"]).read_bytes(), backend="webgpu")
+        assert r["backend"] == "webgpu"
+        expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
+        check_rule(expected, r["floats"], np.asarray(Image.open(FIXTURE / case["protected_png"])), np.asarray(Image.open(io.BytesIO(r["png"]))))
     finally:
         b.close()
 
