@@ -20,6 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import httpx
 import skimage
 from PIL import Image
 from playwright.sync_api import sync_playwright
@@ -54,10 +55,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     args = ap.parse_args()
-    manifest_url = "/models/rid-s-placeholder/manifest.json"
     data = photo_b64()
     print(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; nproc {os.cpu_count()}; {cpu_name()}")
     with running(Settings(web_dist=REPO / "web" / "dist", rate_limit="1000000/minute")) as (url, _), sync_playwright() as pw:
+        manifest_url = httpx.get(url + "/v1/models").json()["models"][0]["manifest_url"]
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
         print(f"Chromium {browser.version}, headless; one 512x512 JPEG per run, median of {args.runs} after a warm-up\n")
         print(f"{'backend':<28}{'median ms':>10}{'min ms':>9}")

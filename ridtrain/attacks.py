@@ -122,12 +122,14 @@ def run_attack(images, out, targets, method="advdm", eps_levels=8, side=512, sha
         x = pixels.to_float(img.rgb)  # (1, 3, H, W)
         tic = time.perf_counter()
         delta = attack(targets, pixels.working_image(x, side, DATA_MULTIPLE).to(device), eps, **method_kwargs).cpu()
-        seconds += time.perf_counter() - tic
+        elapsed = time.perf_counter() - tic
+        seconds += elapsed
         image = Path(out) / "images" / file.relative_to(Path(out) / "deltas").with_suffix("").with_suffix(".png")
         image.parent.mkdir(parents=True, exist_ok=True)
         pixels.save_image(image, pixels.apply_delta(x, delta, eps), img.alpha)
         file.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"method": method, "eps": str(eps_levels), "side": str(side), **{k: str(v) for k, v in method_kwargs.items()}}
+        meta = {"method": method, "eps": str(eps_levels), "side": str(side), "seconds": f"{elapsed:.3f}",
+                **{k: str(v) for k, v in method_kwargs.items()}}
         tmp = file.with_name(file.name + ".tmp")
         save_file({"delta": delta[0].contiguous()}, tmp, metadata=meta)
         os.replace(tmp, file)

@@ -1,20 +1,61 @@
-"""Training configuration: one dataclass, read from YAML, overridden by `key=value` arguments."""
+"""Training configurations: dataclasses read from YAML, overridden by `key=value` arguments."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
 
 TARGET_DTYPES = ("float32", "float16", "bfloat16")
-OPTIONAL = {"pgd_deltas": str, "t_max": int}  # keys whose default is None, and their type
+
+
+class YamlConfig:
+    """load (YAML + key=value overrides, unknown keys refused), type checks, save."""
+
+    OPTIONAL: ClassVar[dict] = {}  # keys whose default is None, and their type
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] = ()):
+        values = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} is not key=value")
+            values[key.strip()] = yaml.safe_load(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
+        cfg = cls(**values)
+        cfg.check_values()
+        return cfg
+
+    def check_values(self) -> None:
+        """Each value must have its default's type; an int is a fine float, None only for OPTIONAL."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.OPTIONAL:
+                if value is None:
+                    continue
+                want = self.OPTIONAL[f.name]
+            else:
+                want = type(f.default_factory() if f.default is dataclasses.MISSING else f.default)
+            ok = isinstance(value, (int, float) if want is float else want) and (want is bool or not isinstance(value, bool))
+            if not ok:
+                raise ValueError(f"config key {f.name!r} must be {want.__name__}, got {value!r}")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
+    OPTIONAL: ClassVar[dict] = {"pgd_deltas": str, "t_max": int}
+
     # generator
     arch: str = "rid-s"
     arch_overrides: dict = field(default_factory=dict)  # e.g. {channels: [8, 16, 32]} for tests
@@ -55,39 +96,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
 
-    @classmethod
-    def load(cls, path: str | Path | None = None, overrides: list[str] = ()) -> "TrainConfig":
-        values = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
-        for item in overrides:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise ValueError(f"override {item!r} is not key=value")
-            values[key.strip()] = yaml.safe_load(raw)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
-        cfg = cls(**values)
-        cfg.check_values()
-        return cfg
-
     def check_values(self) -> None:
-        """Each value must have its default's type; an int is a fine float, None only for OPTIONAL."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in OPTIONAL:
-                if value is None:
-                    continue
-                want = OPTIONAL[f.name]
-            else:
-                want = type(f.default_factory() if f.default is dataclasses.MISSING else f.default)
-            ok = isinstance(value, (int, float) if want is float else want) and (want is bool or not isinstance(value, bool))
-            if not ok:
-                raise ValueError(f"config key {f.name!r} must be {want.__name__}, got {value!r}")
+        super().check_values()
         if self.target_dtype not in TARGET_DTYPES:
             raise ValueError(f"target_dtype must be one of {TARGET_DTYPES}, got {self.target_dtype!r}")
         if self.keep_checkpoints < 1:
             raise ValueError("keep_checkpoints must be at least 1")
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))

@@ -41,13 +41,14 @@ def delta_path(delta_root: str | Path, image_root: str | Path, image: Path) -> P
 class CropDataset(Dataset):
     """Items: (x crop (3,c,c), delta_pgd crop (3,c,c) or zeros, has_delta bool)."""
 
-    def __init__(self, root, side=512, crop=128, crop_scale=(0.25, 1.0), flip=True, color_jitter=0.1, pgd_deltas=None):
+    def __init__(self, root, side=512, crop=128, crop_scale=(0.25, 1.0), flip=True, color_jitter=0.1, pgd_deltas=None, cache=False):
         self.root, self.files = Path(root), find_images(root)
         if not self.files:
             raise FileNotFoundError(f"no images under {root}")
         self.side, self.crop, self.crop_scale = side, crop, crop_scale
         self.flip, self.jitter, self.pgd_deltas = flip, color_jitter, pgd_deltas
         self.bad: set[int] = set()
+        self.cache = {} if cache else None  # decoded working images, for small corpora read many times
         if pgd_deltas:
             found = sum(delta_path(pgd_deltas, self.root, f).is_file() for f in self.files)
             if not found:
@@ -72,8 +73,13 @@ class CropDataset(Dataset):
         for j in [i] + torch.randperm(len(self.files)).tolist():
             if j in self.bad:
                 continue
+            if self.cache is not None and j in self.cache:
+                return j, self.cache[j]
             try:
-                return j, load_working(self.files[j], self.side)
+                x = load_working(self.files[j], self.side)
+                if self.cache is not None:
+                    self.cache[j] = x
+                return j, x
             except pixels.ImageError as err:
                 print(f"skipping {self.files[j]}: {err}", file=sys.stderr)
                 self.bad.add(j)

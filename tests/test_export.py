@@ -181,7 +181,7 @@ def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
     from ridtrain.protect import load_backend
 
     onnx_backend = load_backend("default", "onnx")  # verifies every hash in the bundled manifest
-    assert onnx_backend.manifest["notes"].startswith("PLACEHOLDER")
+    assert "NOT trained against Stable Diffusion" in onnx_backend.manifest["notes"]
     assert onnx_backend.manifest["web_default_file"] == "model.w16.onnx"
     assert onnx_backend.manifest["files"]["model.w16.onnx"]["bytes"] <= 2_000_000  # the web target
     rgb = np.asarray(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB"))

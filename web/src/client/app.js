@@ -3,7 +3,7 @@
 import { zipSync } from 'fflate';
 
 import './compare.js';
-import { createProtector, protectedName } from './protector.js';
+import { createProtector, listModels, protectedName } from './protector.js';
 
 const $ = (selector) => document.querySelector(selector);
 const results = []; // { name, blob }
@@ -15,12 +15,6 @@ function say(selector, text, error = false) {
   const el = $(selector);
   el.textContent = text;
   el.classList.toggle('error', error);
-}
-
-async function modelList() {
-  const response = await fetch('/v1/models');
-  if (!response.ok) throw new Error(`/v1/models: HTTP ${response.status}`);
-  return (await response.json()).models;
 }
 
 function describeModel(manifest) {
@@ -123,8 +117,8 @@ async function downloadAll() {
   link.click();
 }
 
-async function listModels() {
-  const models = await modelList();
+async function showModels() {
+  const models = await listModels();
   $('#model').replaceChildren(...models.map((m) => new Option(`${m.name} (ε ${m.manifest.eps_levels}/255)`, m.manifest_url)));
 }
 
@@ -137,7 +131,7 @@ async function main() {
   drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); enqueue([...e.dataTransfer.files]); });
   $('#download-all').addEventListener('click', downloadAll);
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((err) => console.warn('offline mode unavailable:', err.message));
-  starting = listModels().then(startProtector, (err) => say('#backend', `Cannot list models: ${err.message}`, true));
+  starting = showModels().then(startProtector, (err) => say('#backend', `Cannot list models: ${err.message}`, true));
   await starting;
   $('#model').addEventListener('change', start);
   $('#backend-choice').addEventListener('change', start);

@@ -81,6 +81,14 @@ export async function createProtector({ manifestUrl, backend = 'auto', serverUrl
   };
 }
 
+/** The models a RID server offers: [{ name, manifest_url, manifest }], manifest URLs absolute. */
+export async function listModels(serverUrl = location.origin) {
+  const url = new URL('/v1/models', new URL(serverUrl, location.href));
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return (await response.json()).models.map((m) => ({ ...m, manifest_url: new URL(m.manifest_url, url).href }));
+}
+
 /** The protected copy's file name: the original's stem, .png. */
 export function protectedName(name) {
   const dot = name.lastIndexOf('.');

@@ -1,9 +1,10 @@
-// <rid-protect manifest="…/manifest.json" server="…" [for="input-id"] [eps="8"] [backend="auto"]>
+// <rid-protect server="…" [manifest="…/manifest.json"] [for="input-id"] [eps="8"] [backend="auto"]>
+// Without `manifest`, the server's first model (/v1/models) is used.
 // Protects the photos chosen in a file input of the host page (the one named by `for`, else the
 // first file input of the surrounding form), puts the protected copies in that input, so the
 // host form uploads them, and fires `rid-protected` (detail: { blob, name, backend }) per photo.
 
-import { createProtector, protectedName } from './protector.js';
+import { createProtector, listModels, protectedName } from './protector.js';
 import { sheetOf } from './sheets.js';
 
 const STYLE = `:host{display:inline-block;font:14px system-ui,sans-serif;color:inherit}
@@ -30,13 +31,19 @@ class RidProtect extends HTMLElement {
   }
 
   async #ready() {
-    this.#protector ??= createProtector({
-      manifestUrl: this.getAttribute('manifest'),
+    this.#protector ??= this.#start();
+    return this.#protector;
+  }
+
+  async #start() {
+    const server = this.getAttribute('server');
+    const manifestUrl = this.getAttribute('manifest') ?? (await listModels(server ?? location.origin))[0]?.manifest_url;
+    return createProtector({
+      manifestUrl,
       serverUrl: this.getAttribute('server'),
       backend: this.getAttribute('backend') ?? 'auto',
       onProgress: (p) => this.#say(p.stage === 'download' ? `RID: loading model ${Math.round((100 * p.loaded) / (p.total || 1))} %` : `RID: protecting ${p.name} ${Math.round(100 * p.fraction)} %`),
     });
-    return this.#protector;
   }
 
   #say(text, error = false) {
@@ -70,6 +77,7 @@ class RidProtect extends HTMLElement {
       input.files = transfer.files;
       if (protectedFiles.length) this.#say(`RID: ${protectedFiles.length} of ${files.length} photo(s) protected (${protector.backend})`, protectedFiles.length < files.length);
     } catch (err) {
+      this.#protector = null; // the next choice of photos tries again
       this.#say(`RID: cannot start: ${err.message}`, true);
     } finally {
       delete input.dataset.ridProtected;

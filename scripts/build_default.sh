@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Rebuild the bundled default model from scratch on a CPU (about 1.5 hours on 2 cores):
+# corpus -> three proxy LDMs (scripts/train_proxies.sh) -> AdvDM deltas of the training photos
+# for the regulariser -> rid-s trained against proxies A and B (configs/default.yaml) -> bundled
+# with its card -> efficacy report and mini personalization test -> card with the figures -> export.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rid=.venv/bin/rid py=.venv/bin/python P=ridtrain/weights/proxies
+./scripts/train_proxies.sh
+mkdir -p runs/default/pgd-subset  # the regulariser's AdvDM deltas, for 6 of the 18 training photos
+for f in astronaut.png chelsea.png coffee.png horse.png motorcycle_left.png camera.png; do cp runs/corpus/train/$f runs/default/pgd-subset/; done
+$rid attack runs/default/pgd-subset -o runs/default/advdm-train -t $P/proxy-a -t $P/proxy-b --method advdm --steps 50 --side 128
+if [ -d runs/default/train ]; then $rid train --config configs/default.yaml --resume; else $rid train --config configs/default.yaml; fi
+$py scripts/bundle_default.py runs/default/train/final ridtrain/weights/default
+$py bench/efficacy_report.py --model default -t $P/proxy-a -t $P/proxy-b --heldout-target $P/proxy-heldout \
+  --images runs/corpus/heldout --out docs/efficacy --work runs/efficacy
+$py bench/mini_personalization.py --model default --proxy $P/proxy-heldout --subject runs/corpus/heldout/grace_hopper.jpg \
+  --advdm runs/efficacy/AdvDM-200/images/grace_hopper.png --out docs/personalization
+$py scripts/bundle_default.py runs/default/train/final ridtrain/weights/default docs/efficacy/efficacy.json
+$rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout
