@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ridtrain import pixels
-from ridtrain.proxy import _grid
+from ridtrain.proxy import image_grid
 from ridtrain.sds import denoise_loss
 from ridtrain.targets import load_target
 
@@ -153,7 +153,7 @@ def main() -> None:
         print(name, json.dumps(report["models"][name]), flush=True)
     report["training_crops_laplacian_energy"] = laplacian_energy(clean_train)
     args.out.mkdir(parents=True, exist_ok=True)
-    report["grid"] = str(_grid([clean_train[: args.samples]] + rows, args.out / "personalization.png"))
+    report["grid"] = str(image_grid([clean_train[: args.samples]] + rows, args.out / "personalization.png"))
     report["grid_rows"] = ["clean training crops"] + [f"samples after fine-tuning on {k} crops" for k in versions]
     (args.out / "personalization.json").write_text(json.dumps(report, indent=2) + "\n")
 

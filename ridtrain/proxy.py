@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from ridtrain.config import YamlConfig
@@ -140,7 +141,7 @@ def _loop(name: str, steps: int, model, lr: float, loss_fn, out: Path, every: in
 def train_proxy(cfg: ProxyConfig, resume: bool = False) -> Path:
     from diffusers import AutoencoderKL
 
-    from ridtrain.tiny import _write_index, write_tiny_tokenizer
+    from ridtrain.tiny import write_model_index, write_tiny_tokenizer
 
     out = Path(cfg.output)
     if out.exists() and any(out.iterdir()) and not resume:
@@ -191,7 +192,7 @@ def train_proxy(cfg: ProxyConfig, resume: bool = False) -> Path:
     _loop("unet", cfg.unet_steps, unet, cfg.unet_lr, unet_loss, out, cfg.checkpoint_every, log)
     for name, part in (("vae", vae), ("unet", unet), ("text_encoder", text), ("scheduler", scheduler)):
         part.save_pretrained(out / name)
-    _write_index(out, {"vae": "AutoencoderKL", "unet": "UNet2DConditionModel", "text_encoder": "CLIPTextModel"})
+    write_model_index(out, {"vae": "AutoencoderKL", "unet": "UNet2DConditionModel", "text_encoder": "CLIPTextModel"})
     metrics.close()
     return out
 
@@ -203,7 +204,7 @@ def latent_scale(vae, crops: Crops, batches: int = 8) -> float:
     return float(1.0 / z.std())
 
 
-def _heldout_crops(heldout: Path, n: int, crop: int = 64, seed: int = 0) -> torch.Tensor:
+def heldout_crops(heldout: Path, n: int, crop: int = 64, seed: int = 0) -> torch.Tensor:
     """n fixed random crops (N,3,crop,crop) in [0,1] of the held-out photos."""
     from ridtrain.data import CropDataset
 
@@ -234,14 +235,14 @@ def sample(target_dir: Path, prompts: list[str], seed: int = 0, steps: int = 50,
     return ((vae.decode(z / vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
 
 
-def _grid(rows: list[torch.Tensor], path: Path, scale: int = 2) -> Path:
+def image_grid(rows: list[torch.Tensor], path: Path, scale: int = 2) -> Path:
     from PIL import Image
 
     from ridtrain.pixels import save_image, to_uint8
 
     grid = torch.cat([torch.cat(list(r), dim=-1) for r in rows], dim=-2)[None]  # (1,3,H,W)
     rgb = to_uint8(grid)
-    rgb = __import__("numpy").asarray(Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST))
+    rgb = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST))
     save_image(path, rgb)
     return path
 
@@ -257,7 +258,7 @@ def report(proxies: list[Path], heldout: Path, out: Path, n: int = 64, samples: 
     from ridtrain.targets import load_target
 
     out.mkdir(parents=True, exist_ok=True)
-    x = _heldout_crops(heldout, n)
+    x = heldout_crops(heldout, n)
     rows, result = [], {"heldout": str(heldout), "crops": n, "noise_draws": samples, "proxies": {}}
     recon_rows = [x[:8]]
     for proxy in map(Path, proxies):
@@ -271,7 +272,7 @@ def report(proxies: list[Path], heldout: Path, out: Path, n: int = 64, samples: 
                                          "unet_parameters": params, "vae_parameters": sum(p.numel() for p in target.vae.parameters())}
         rows.append(sample(proxy, PROMPTS))
         recon_rows.append(recon[:8])
-    result["grid"] = str(_grid(rows, out / "proxy-samples.png"))
-    result["reconstructions"] = str(_grid(recon_rows, out / "vae-reconstructions.png"))
+    result["grid"] = str(image_grid(rows, out / "proxy-samples.png"))
+    result["reconstructions"] = str(image_grid(recon_rows, out / "vae-reconstructions.png"))
     (out / "proxies.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

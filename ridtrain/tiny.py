@@ -77,7 +77,7 @@ def build_tiny_ldm(
     DDPMScheduler(num_train_timesteps=timesteps, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_pretrained(
         path / "scheduler"
     )
-    _write_index(path, {"vae": "AutoencoderKL", "unet": "UNet2DConditionModel", "text_encoder": "CLIPTextModel"})
+    write_model_index(path, {"vae": "AutoencoderKL", "unet": "UNet2DConditionModel", "text_encoder": "CLIPTextModel"})
     return path
 
 
@@ -92,11 +92,11 @@ def build_tiny_pixel(path: str | Path, seed: int = 0, width: int = 32, sample_si
         layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2,
     ).save_pretrained(path / "unet")
     DDPMScheduler(num_train_timesteps=timesteps).save_pretrained(path / "scheduler")
-    _write_index(path, {"unet": "UNet2DModel"})
+    write_model_index(path, {"unet": "UNet2DModel"})
     return path
 
 
-def _write_index(path: Path, parts: dict[str, str]) -> None:
+def write_model_index(path: Path, parts: dict[str, str]) -> None:
     lib = {"text_encoder": "transformers"}
     index = {"_class_name": "RIDTinyTarget", "scheduler": ["diffusers", "DDPMScheduler"]}
     index.update({k: [lib.get(k, "diffusers"), v] for k, v in parts.items()})

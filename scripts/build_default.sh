@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Rebuild the bundled default model from scratch on a CPU (about 1.5 hours on 2 cores):
+# Rebuild the bundled default model from scratch on a CPU. Not yet run end to end in one go: its
+# steps, run one by one on 2 cores, took about 32 min (proxies), 3 (AdvDM deltas), 5 (training),
+# 20 (the efficacy report's evaluations; its PGD baselines ran apart, on shared cores, for about 25
+# more), 4 (personalization) and 1 (export). Run nothing else meanwhile: two jobs on 2 cores
+# oversubscribe the threads and slow each other by far more than half.
 # corpus -> three proxy LDMs (scripts/train_proxies.sh) -> AdvDM deltas of the training photos
 # for the regulariser -> rid-s trained against proxies A and B (configs/default.yaml) -> bundled
 # with its card -> efficacy report and mini personalization test -> card with the figures -> export.

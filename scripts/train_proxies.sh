@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the three proxy targets on a CPU (about 35 minutes on 2 cores), then copy them into the
+# Train the three proxy targets on a CPU (about 32 minutes on 2 cores, alone), then copy them into the
 # package (ridtrain/weights/proxies). Each step resumes where it stopped when run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."

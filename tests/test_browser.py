@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bad_inputs import encode, photo, with_orientation
@@ -126,7 +127,7 @@ def test_wasm_parity_on_real_photos(server, page, corpus, name):
     decoded = pixels.load_image(data)
     expected = protected_float(load_backend("default", "torch").gen, decoded.rgb).numpy()
     out = np.asarray(Image.open(io.BytesIO(r["png"])))
-    check_rule(expected, r["floats"], pixels.to_uint8(__import__("torch").from_numpy(expected)), out[..., :3])
+    check_rule(expected, r["floats"], pixels.to_uint8(torch.from_numpy(expected)), out[..., :3])
     if decoded.alpha is not None:
         assert np.array_equal(out[..., 3], decoded.alpha)  # alpha passed through untouched
 

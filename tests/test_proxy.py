@@ -93,12 +93,12 @@ def test_the_bundled_proxies_have_learned(name, corpus):
     """The shipped proxies load as SD targets and are real targets: on held-out crops their VAE
     reconstructs (PSNR) and their UNet predicts the noise far better than predicting zero (MSE 1)."""
     from ridtrain.bundled import WEIGHTS_DIR
-    from ridtrain.proxy import _heldout_crops
+    from ridtrain.proxy import heldout_crops
     from ridtrain.sds import denoise_loss
     from ridtrain.targets import load_target
 
     target = load_target(WEIGHTS_DIR / "proxies" / name)
-    x = _heldout_crops(corpus / "heldout", 16)
+    x = heldout_crops(corpus / "heldout", 16)
     with torch.no_grad():
         recon = ((target.vae.decode(target.vae.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
         psnr = float(10 * torch.log10(1 / (recon - x).pow(2).mean()))
