@@ -12,12 +12,15 @@ is a full-size 8-bit PNG, as users get them. Measures (`rid eval`, common random
 Adv-SDS objective and the denoising MSE of each proxy; efficacy = protected minus clean. The
 image transforms (JPEG 95/85/75, 0.5x downscale) are applied to clean and protected alike; the
 noise baselines are reported untransformed only. Writes efficacy.json and efficacy.png into --out
-and prints the tables. PGD runs resume from --work when interrupted.
+and prints the tables. PGD runs resume from --work when interrupted, and each evaluation is cached
+there under the hash of everything it reads (images, target weights, settings), so a re-run after
+retraining RID evaluates RID alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import time
@@ -85,6 +88,29 @@ def attack_seconds(out: Path) -> float:
     return float(np.median(times))
 
 
+def content_key(folders, settings: dict) -> str:
+    """sha256 over every file under `folders` (relative path and bytes) and the settings."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for folder in folders:
+        folder = Path(folder)
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h.update(str(file.relative_to(folder)).encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()
+
+
+def cached_evaluate(cache: Path, target_key: str, targets, clean_dir: Path, prot_dir: Path, **settings) -> dict:
+    """`evaluate` of a protected set against its clean set, reused when nothing it reads changed."""
+    file = cache / f"{content_key([clean_dir, prot_dir], {'targets': target_key, **settings})}.json"
+    if file.is_file():
+        return json.loads(file.read_text())
+    report = evaluate(targets, clean_dir, protected_dir=prot_dir, **settings)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(file.name + ".tmp")
+    tmp.write_text(json.dumps(report))
+    tmp.replace(file)
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -113,6 +139,7 @@ def main() -> None:
 
     seconds["RID"] = protect_rid(args.model, files, root, args.work / "RID", args.eps)  # last: the baselines resume
     protected = {"RID": args.work / "RID", **protected}
+    target_key = content_key([*args.target, args.heldout_target], {})
     results = {}  # transform -> method -> target -> measure -> {clean, protected, efficacy}
     for tname in TRANSFORMS:
         clean_dir = write_set(files, root, lambda p: pixels.load_image(p).rgb, args.work / "sets" / tname / "clean", tname)
@@ -120,7 +147,8 @@ def main() -> None:
         for method, folder in protected.items():
             prot_dir = write_set(files, root, lambda p, f=folder: pixels.load_image(f / p.relative_to(root).with_suffix(".png")).rgb,
                                  args.work / "sets" / tname / method, tname)
-            report = evaluate(everything, clean_dir, protected_dir=prot_dir, eps_levels=args.eps, side=args.side, samples=args.samples)
+            report = cached_evaluate(args.work / "evaluations", target_key, everything, clean_dir, prot_dir,
+                                     eps_levels=args.eps, side=args.side, samples=args.samples)
             results[tname][method] = {}
             for tg, conds in report["targets"].items():
                 row = {m: {"clean": conds["clean"][m], "protected": conds["protected"][m],

@@ -67,7 +67,7 @@ def export(checkpoint: str, out: str | Path, precisions=None, opset: int = 18, p
     manifest = _manifest(gen, checkpoint, opset, files, count_params(gen), count_flops(gen), model_card(checkpoint))
 
     eps = gen.config.eps / 255.0
-    cases = parity_inputs(gen.stride, photos)
+    cases = parity_inputs(gen.working_size_rule, photos)
     report = check_parity(gen, OnnxGenerator.unverified(path, gen.stride, gen.config.eps), cases, eps)
     require(report, FILES["fp32"])
     files[FILES["fp32"]]["parity"] = {"against": "pytorch", "cases": report}
@@ -78,7 +78,7 @@ def export(checkpoint: str, out: str | Path, precisions=None, opset: int = 18, p
     if lossless_w16:
         _add_lossless_w16(out, manifest, gen, cases, photo_cases)
     if variants:
-        _add_variants(out, manifest, variants, cases, gen.stride, photos, targets, eval_images, side, samples)
+        _add_variants(out, manifest, variants, cases, gen.working_size_rule, photos, targets, eval_images, side, samples)
     manifest["web_default_file"] = FILES["w16"] if FILES["w16"] in manifest["files"] else FILES["fp32"]
     write_fixture(out / "fixture", gen, gen.stride, gen.config.eps)
     write_manifest(out, manifest)
@@ -102,11 +102,11 @@ def _add_lossless_w16(out: Path, manifest: dict, gen, cases: dict, photo_cases: 
                                "parity": {"against": "pytorch", "cases": report, "pipeline": photos}}
 
 
-def _add_variants(out, manifest, variants, cases, stride, photos, targets, eval_images, side, samples) -> None:
+def _add_variants(out, manifest, variants, cases, working, photos, targets, eval_images, side, samples) -> None:
     from ridexport.variants import add_variants, calibration_images, load_targets
     from ridtrain.data import find_images
 
-    calibration = calibration_images(list(photos) or find_images(eval_images), stride)
+    calibration = calibration_images(list(photos) or find_images(eval_images), working)
     add_variants(out, manifest, variants, cases, calibration, load_targets(targets), eval_images, side, samples)
 
 
@@ -136,7 +136,7 @@ def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:
         },
         "pipeline": {
             "defined_in": "ridtrain/pixels.py",
-            "working_size": {"side": 512, "multiple": gen.stride, "max_long": 2048},
+            "working_size": gen.working_size_rule,
             "steps": [
                 "decode; apply EXIF orientation; 8-bit RGB, alpha kept aside untouched",
                 "x = v / 255 (float32)",

@@ -45,12 +45,13 @@ def passes(stats: dict) -> bool:
     return stats["max_abs"] <= FLOAT_TOL and stats["identical_8bit"] >= MIN_IDENTICAL and stats["max_levels"] <= MAX_LEVELS
 
 
-def parity_inputs(stride: int, photos: list[Path] = (), seed: int = 0) -> dict[str, np.ndarray]:
-    """Random images at RANDOM_SIZES plus real photos at their working size."""
+def parity_inputs(working: dict, photos: list[Path] = (), seed: int = 0) -> dict[str, np.ndarray]:
+    """Random images at RANDOM_SIZES plus real photos at their working size (working: the
+    generator's working_size_rule)."""
     rng = np.random.default_rng(seed)
     cases = {f"random-{h}x{w}": rng.random((1, 3, h, w), dtype=np.float32) for h, w in RANDOM_SIZES}
     for photo in photos:
-        x = pixels.working_image(pixels.to_float(pixels.load_image(photo).rgb), multiple=stride)
+        x = pixels.working_image(pixels.to_float(pixels.load_image(photo).rgb), **working)
         cases[f"photo-{photo.stem}"] = x.numpy()
     return cases
 

@@ -126,11 +126,12 @@ def check_variant(path: str | Path, wasm_only: bool = False) -> None:
         raise ValueError(f"{path}: inputs and outputs must stay {graph.INPUTS + graph.OUTPUTS} in float32, got {io}")
 
 
-def calibration_images(paths: list[Path], stride: int, limit: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
-    """Real photos at the working size that `rid protect` feeds the graph."""
+def calibration_images(paths: list[Path], working: dict, limit: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Real photos at the working size that `rid protect` feeds the graph (working: the
+    generator's working_size_rule)."""
     from ridtrain import pixels
 
-    return [pixels.working_image(pixels.to_float(pixels.load_image(p).rgb), multiple=stride).numpy() for p in paths[:limit]]
+    return [pixels.working_image(pixels.to_float(pixels.load_image(p).rgb), **working).numpy() for p in paths[:limit]]
 
 
 def efficacy(gen_like, targets, images, side: int = 256, samples: int = 1) -> dict:

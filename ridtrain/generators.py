@@ -33,9 +33,16 @@ def check_eps(eps: int) -> int:
 
 
 class _Generator(ModelMixin, ConfigMixin):
-    """Shared output rule: delta = eps * tanh(raw)."""
+    """Shared output rule: delta = eps * tanh(raw). Config `working_side` is the shorter side of
+    the working size the generator runs at: the attacker's (512 for SD; the size its targets
+    were trained at for proxies), so that its delta reaches the target at the scale it learnt."""
 
     stride: int = 1
+
+    @property
+    def working_size_rule(self) -> dict:
+        """pixels.working_size's arguments for this generator; the manifest's pipeline.working_size."""
+        return {"side": self.config.working_side, "multiple": self.stride, "max_long": 2048}
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -68,22 +75,27 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(self.conv1(x)))
 
 
+PATTERN_GAIN = 100.0  # with lr 1e-4, Adam moves the tile ~0.01 a step: to saturation in a few hundred steps
+
+
 class CompactGenerator(_Generator):
     """A small UNet in pixel-unshuffled space.
 
     512² input -> unshuffle(r) -> (3r², 512/r, 512/r) -> stem -> down x levels -> up with additive
-    skips -> 1x1 head -> shuffle(r). Full-resolution detail lives in the channels; the stride is
-    r * 2**(levels-1).
+    skips -> 1x1 head -> shuffle(r), plus (if `pattern`) a learned tile repeated every `pattern`
+    pixels. Full-resolution detail lives in the channels; the stride is r * 2**(levels-1).
     """
 
     @register_to_config
     def __init__(
         self,
         eps: int = 8,
+        working_side: int = 512,
         unshuffle: int = 4,
         channels: tuple[int, ...] = (32, 64, 128),
         blocks: tuple[int, ...] = (0, 2, 2),
         up_blocks: tuple[int, ...] = (0, 1),
+        pattern: int = 0,
     ):
         super().__init__()
         check_eps(eps)
@@ -105,6 +117,14 @@ class CompactGenerator(_Generator):
         self.head = nn.Conv2d(channels[0], c_in, 1)
         nn.init.zeros_(self.head.weight)  # delta = 0 at initialisation
         nn.init.zeros_(self.head.bias)
+        # A learned image-independent tile of period `pattern`, added before the tanh, as the
+        # DiT's patch-16 output bias is. The head's own bias repeats every `unshuffle` pixels only,
+        # and against the proxies a universal tile of period 16 carries most of what AdvDM does on
+        # unseen photos (docs/efficacy/README.md), so the net learns corrections around it.
+        if pattern:
+            if self.stride % pattern:
+                raise ValueError(f"pattern period {pattern} must divide the stride {self.stride}")
+            self.tile = nn.Parameter(torch.zeros(1, 3 * pattern**2, 1, 1))
 
     def raw(self, x):
         h = F.silu(self.stem(self.to_space(2 * x - 1)))  # (N, c0, H/r, W/r)
@@ -117,7 +137,14 @@ class CompactGenerator(_Generator):
         for i in reversed(range(len(self.ups))):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = self.dec[i](F.silu(self.ups[i](h)) + skips[i])
-        return self.from_space(self.head(h))  # (N, 3, H, W)
+        out = self.from_space(self.head(h))  # (N, 3, H, W)
+        if self.config.pattern:
+            p = self.config.pattern
+            # (N, 3p², H/p, W/p), one tile per cell. The gain multiplies a runtime tensor, so the
+            # exporter cannot fold it into the stored tile, which stays fp16-exact (a lossless w16).
+            cells = (x[:, :1, ::p, ::p] * 0 + self.tile) * PATTERN_GAIN
+            out = out + F.pixel_shuffle(cells, p)
+        return out
 
 
 # ----------------------------------------------------------------------------- DiT
@@ -174,6 +201,7 @@ class DiTGenerator(_Generator):
     def __init__(
         self,
         eps: int = 8,
+        working_side: int = 512,
         patch: int = 16,
         hidden: int = 1152,
         depth: int = 14,

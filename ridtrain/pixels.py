@@ -182,9 +182,9 @@ def to_working(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def working_image(x: torch.Tensor, side: int = 512, multiple: int = 16) -> torch.Tensor:
-    """x (N,3,H,W) brought to working_size(H, W, side, multiple) by to_working."""
-    return to_working(x, working_size(*x.shape[-2:], side=side, multiple=multiple))
+def working_image(x: torch.Tensor, side: int = 512, multiple: int = 16, max_long: int = 2048) -> torch.Tensor:
+    """x (N,3,H,W) brought to working_size(H, W, side, multiple, max_long) by to_working."""
+    return to_working(x, working_size(*x.shape[-2:], side=side, multiple=multiple, max_long=max_long))
 
 
 def delta_to_full(delta: torch.Tensor, size: tuple[int, int], eps: float) -> torch.Tensor:

@@ -33,7 +33,7 @@ def protected_float(gen, rgb: np.ndarray, eps_levels: int | None = None) -> torc
     eps = check_eps(gen.config.eps if eps_levels is None else eps_levels) / 255.0
     x = to_float(rgb).to(gen.device)  # (1, 3, H, W)
     with torch.inference_mode():
-        delta = gen(working_image(x, multiple=gen.stride), eps)  # (1, 3, hw, ww)
+        delta = gen(working_image(x, **gen.working_size_rule), eps)  # (1, 3, hw, ww)
         return add_delta(x, delta, eps).cpu()
 
 

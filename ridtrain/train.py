@@ -91,7 +91,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     set_seed(cfg.seed, device_specific=True)  # each process draws its own crops, t and noise
     output = Path(cfg.output)
 
-    gen = build_generator(cfg.arch, eps=cfg.eps, **cfg.arch_overrides)
+    gen = build_generator(cfg.arch, eps=cfg.eps, working_side=cfg.side, **cfg.arch_overrides)
     if not cfg.targets:
         raise ValueError("config names no targets")
     targets = load_targets(cfg.targets, device=accelerator.device, dtype=DTYPES[cfg.target_dtype])

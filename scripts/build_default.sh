@@ -20,5 +20,12 @@ $py bench/efficacy_report.py --model default -t $P/proxy-a -t $P/proxy-b --heldo
   --images runs/corpus/heldout --out docs/efficacy --work runs/efficacy
 $py bench/mini_personalization.py --model default --proxy $P/proxy-heldout --subject runs/corpus/heldout/grace_hopper.jpg \
   --advdm runs/efficacy/AdvDM-200/images/grace_hopper.png --out docs/personalization
+# one generator per eps, to check that the bundled one (eps as input) does as well
+for e in 4 12; do
+  if [ -d runs/eps$e/train ]; then $rid train --config configs/default.yaml eps=$e output=runs/eps$e/train --resume
+  else $rid train --config configs/default.yaml eps=$e output=runs/eps$e/train; fi
+done
+$py bench/eps_levels.py --model default --dedicated 4=runs/eps4/train/final --dedicated 8=default --dedicated 12=runs/eps12/train/final \
+  -t $P/proxy-a -t $P/proxy-b --heldout-target $P/proxy-heldout --images runs/corpus/heldout --out docs/efficacy
 $py scripts/bundle_default.py runs/default/train/final ridtrain/weights/default docs/efficacy/efficacy.json
 $rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout

@@ -4,7 +4,8 @@
 
 The card says what the weights were trained against (the proxies, from their own configs), on what
 data, and that they were NOT trained against Stable Diffusion. Given the efficacy report, it
-quotes its headline figures; `rid export` copies the card into the manifest.
+quotes its headline figures, and those of bench/eps_levels.py when eps_levels.json lies beside it;
+`rid export` copies the card into the manifest.
 """
 
 import json
@@ -18,7 +19,9 @@ from ridtrain.generators import count_params, load_generator, round_weights_to_f
 
 NAME = "rid-s-proxy"
 SUMMARY = (
-    "rid-s trained for {steps} steps with Adv-SDS, the AdvDM regulariser and JPEG/resize augmentation "
+    "rid-s (with a learned period-16 tile) trained for {steps} steps with Adv-SDS, the AdvDM regulariser and "
+    "JPEG/resize augmentation, at a {side}-px working side (the proxies' scale: photos are protected at that size, "
+    "and the perturbation is enlarged to the photo), "
     "against two small latent diffusion models that this project trained from scratch on CPUs on 18 sample "
     "photos from scikit-image and matplotlib (proxies; see trained_against). It was NOT trained against "
     "Stable Diffusion or any real personalization model and gives no assurance against them."
@@ -49,9 +52,10 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
     shutil.copyfile(src_dir / "train_config.yaml", tmp / "train_config.yaml")
     card = {
         "name": NAME,
-        "summary": SUMMARY.format(steps=cfg["steps"]),
+        "summary": SUMMARY.format(steps=cfg["steps"], side=cfg["side"]),
         "arch": cfg["arch"],
         "eps_levels": cfg["eps"],
+        "working_side": cfg["side"],
         "trained_against": [proxy_entry(t) for t in cfg["targets"]],
         "data": "18 sample photos shipped by scikit-image and matplotlib (rid data build-corpus, train split); "
                 "the 3 held-out photos were never seen by the proxies or the generator",
@@ -61,6 +65,9 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
         "weights": "rounded to the nearest fp16 values (kept as float32): the fp16-stored web file is lossless",
         "efficacy": json.loads(Path(efficacy).read_text())["headline"] if efficacy else "not measured yet (bench/efficacy_report.py)",
     }
+    levels = Path(efficacy).with_name("eps_levels.json") if efficacy else None
+    if levels and levels.is_file():  # bench/eps_levels.py: eps as input against one model per eps
+        card["eps_as_input"] = {eps: row["pct_of_advdm"] for eps, row in json.loads(levels.read_text())["levels"].items()}
     (tmp / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     shutil.rmtree(dst_dir, ignore_errors=True)
     tmp.rename(dst_dir)

@@ -61,11 +61,9 @@ def pixel_target(pixel_path):
 
 @pytest.fixture(scope="session")
 def perturbed_generator(tmp_path_factory):
-    """Factory: save a fresh rid-s (optionally shrunk by overrides) whose zero-initialised head is
-    perturbed, so that delta is not 0; returns its folder."""
-    from ridtrain.generators import build_generator
-
-    from ridtrain.generators import round_weights_to_fp16
+    """Factory: save a fresh rid-s (optionally shrunk or given a tile by overrides) whose
+    zero-initialised head and tile are perturbed, so that delta is not 0; returns its folder."""
+    from ridtrain.generators import PATTERN_GAIN, build_generator, round_weights_to_fp16
 
     def make(weight_std: float, bias_std: float = 0.0, fp16_exact: bool = False, **overrides):
         torch.manual_seed(0)
@@ -73,6 +71,8 @@ def perturbed_generator(tmp_path_factory):
         torch.nn.init.normal_(gen.head.weight, std=weight_std)
         if bias_std:
             torch.nn.init.normal_(gen.head.bias, std=bias_std)
+        if hasattr(gen, "tile"):  # a periodic part of about half a unit before the tanh
+            torch.nn.init.normal_(gen.tile, std=0.5 / PATTERN_GAIN)
         if fp16_exact:
             round_weights_to_fp16(gen)
         path = tmp_path_factory.mktemp("gen") / ("rid-s-perturbed" + ("-fp16" if fp16_exact else ""))

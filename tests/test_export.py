@@ -19,8 +19,8 @@ from ridtrain.generators import load_generator
 
 @pytest.fixture(scope="module")
 def fresh(perturbed_generator):
-    """A small perturbation, so delta is neither 0 nor saturated."""
-    folder = perturbed_generator(0.02)
+    """A small perturbation, so delta is neither 0 nor saturated; with the bundled model's tile."""
+    folder = perturbed_generator(0.02, pattern=16)
     return folder, load_generator(folder)
 
 
@@ -38,7 +38,7 @@ def test_export_folder_is_complete_and_single_file(exported):
     assert manifest["web_default_file"] == "model.onnx"
     assert manifest == load_manifest(out)
     assert manifest["files"]["model.onnx"]["sha256"] == sha256_file(out / "model.onnx")
-    assert manifest["parameters"] == 930_032 and 2e9 < manifest["flops_512"] < 5e9
+    assert manifest["parameters"] == 930_800 and 2e9 < manifest["flops_512"] < 5e9
     assert [t["name"] for t in manifest["contract"]["inputs"]] == ["image", "eps"]
 
 
@@ -184,7 +184,11 @@ def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
     assert "NOT trained against Stable Diffusion" in onnx_backend.manifest["notes"]
     assert onnx_backend.manifest["web_default_file"] == "model.w16.onnx"
     assert onnx_backend.manifest["files"]["model.w16.onnx"]["bytes"] <= 2_000_000  # the web target
+    torch_backend = load_backend("default", "torch")
+    # the proxies' scale: every runtime reads the working size from the manifest
+    assert onnx_backend.manifest["pipeline"]["working_size"] == torch_backend.gen.working_size_rule
+    assert torch_backend.gen.config.working_side == 128
     rgb = np.asarray(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB"))
-    a = load_backend("default", "torch").protect_array(rgb).astype(int)
+    a = torch_backend.protect_array(rgb).astype(int)
     b = onnx_backend.protect_array(rgb).astype(int)
     assert (a == b).mean() >= 0.999 and np.abs(a - b).max() <= 1

@@ -47,6 +47,20 @@ def test_save_and_load_round_trip(arch, tmp_path):
     assert torch.equal(back(x), gen.eval()(x))
 
 
+def test_pattern_is_a_learned_tile_of_its_period():
+    gen = build_generator("rid-s", pattern=16)
+    x = torch.rand(1, 3, 64, 96)
+    assert torch.equal(gen(x), torch.zeros_like(x))  # still 0 at init
+    torch.manual_seed(0)
+    torch.nn.init.normal_(gen.tile, std=0.01)
+    delta = gen(x)  # the head is still zero: delta is the tile alone, the same for any image
+    assert torch.equal(delta, gen(torch.rand(1, 3, 64, 96)))
+    assert torch.equal(delta[..., :16, :16], delta[..., 48:64, 80:96]) and delta.abs().max() > 1 / 255
+    assert not torch.equal(delta[..., :16, :16], delta[..., :16, 1:17])
+    with pytest.raises(ValueError, match="must divide the stride"):
+        build_generator("rid-s", pattern=12)
+
+
 def test_default_compact_budget():
     gen = build_generator("rid-s")
     assert count_params(gen) <= 2_000_000

@@ -94,6 +94,29 @@ def test_protect_array_uses_the_whole_budget(gen, eps):
     assert diff.max() == (eps or gen.config.eps)
 
 
+def test_the_generator_runs_at_its_own_working_side():
+    """A generator trained at a 128-px shorter side (the proxies' scale) sees the photo at that
+    size, and its period-16 tile reaches the photo enlarged by the same factor."""
+    import torch
+
+    from ridtrain.generators import build_generator
+    from ridtrain.pixels import to_float, working_image
+
+    torch.manual_seed(0)
+    gen = build_generator("rid-s", working_side=128, pattern=16).eval()
+    torch.nn.init.normal_(gen.tile, std=0.01)
+    seen = []
+    gen.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[-2:])))
+    rgb = rand_rgb(300, 500, seed=1)
+    out = protect_array(gen, rgb, 8)
+    assert seen == [(128, 208)] and gen.working_size_rule == {"side": 128, "multiple": 16, "max_long": 2048}
+    with torch.no_grad():
+        tile = gen(working_image(to_float(rgb), **gen.working_size_rule), 8 / 255)[0, :, :16, :16]
+    assert tile.abs().max() > 1 / 255  # the tile is there, so the delta is not 0 ...
+    diff = out.astype(int) - rgb
+    assert np.abs(diff).max() <= 8 and np.abs(diff[:35, :35]).mean() > 1  # ... and reaches the photo
+
+
 def test_protect_array_rejects_bad_eps(gen):
     with pytest.raises(ValueError, match="eps must be one of"):
         protect_array(gen, rand_rgb(), 5)
