@@ -68,7 +68,7 @@ def export(checkpoint: str, out: str | Path, precisions=None, opset: int = 18, p
 
     eps = gen.config.eps / 255.0
     cases = parity_inputs(gen.working_size_rule, photos)
-    report = check_parity(gen, OnnxGenerator.unverified(path, gen.stride, gen.config.eps), cases, eps)
+    report = check_parity(gen, OnnxGenerator.unverified(path, gen.working_size_rule, gen.config.eps), cases, eps)
     require(report, FILES["fp32"])
     files[FILES["fp32"]]["parity"] = {"against": "pytorch", "cases": report}
     photo_cases = pipeline_inputs(photos)
@@ -94,7 +94,7 @@ def _add_lossless_w16(out: Path, manifest: dict, gen, cases: dict, photo_cases: 
     if not lossless:
         raise ValueError(f"{name}: the generator's weights are exactly fp16 but the exported graph's are not")
     graph.check_graph(path)
-    report = check_parity(gen, OnnxGenerator.unverified(path, gen.stride, gen.config.eps), cases, gen.config.eps / 255.0)
+    report = check_parity(gen, OnnxGenerator.unverified(path, gen.working_size_rule, gen.config.eps), cases, gen.config.eps / 255.0)
     require(report, name)
     photos = check_pipeline_parity(gen, OnnxProtector.unverified(out, manifest, name), photo_cases)
     require(photos, f"the tiled pipeline with {name}")

@@ -42,20 +42,22 @@ class OnnxGenerator:
         if file not in manifest["files"] or manifest["files"][file].get("role", "generator") != "generator":
             generators = sorted(k for k, v in manifest["files"].items() if v.get("role", "generator") == "generator")
             raise ValueError(f"{file!r} is not a generator in {folder}/manifest.json; generators: {generators}")
-        self._open(Path(folder) / file, manifest["contract"]["stride"], manifest["eps_levels"], threads)
+        self._open(Path(folder) / file, manifest["pipeline"]["working_size"], manifest["eps_levels"], threads)
         self.manifest = manifest
 
     @classmethod
-    def unverified(cls, path: str | Path, stride: int, eps_levels: int, threads: int | None = None) -> "OnnxGenerator":
-        """A file no manifest lists yet: the exporter's own, while it checks it."""
+    def unverified(cls, path: str | Path, working: dict, eps_levels: int, threads: int | None = None) -> "OnnxGenerator":
+        """A file no manifest lists yet: the exporter's own, while it checks it. working: the
+        generator's working_size_rule, as the manifest will record it."""
         self = cls.__new__(cls)
-        self._open(Path(path), stride, eps_levels, threads)
+        self._open(Path(path), working, eps_levels, threads)
         self.manifest = None
         return self
 
-    def _open(self, path: Path, stride: int, eps_levels: int, threads: int | None) -> None:
+    def _open(self, path: Path, working: dict, eps_levels: int, threads: int | None) -> None:
         self.session = _session(path, threads)
-        self.folder, self.file, self.stride = path.parent, path.name, stride
+        self.folder, self.file = path.parent, path.name
+        self.working_size_rule, self.stride = dict(working), working["multiple"]
         self.config = SimpleNamespace(eps=eps_levels)
 
     def run(self, x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +80,7 @@ class OnnxProtector:
             manifest = self.generator.manifest
         else:  # the exporter, before it writes the manifest: (manifest draft, generator path)
             manifest, path = _unverified
-            self.generator = OnnxGenerator.unverified(path, manifest["contract"]["stride"], manifest["eps_levels"], threads)
+            self.generator = OnnxGenerator.unverified(path, manifest["pipeline"]["working_size"], manifest["eps_levels"], threads)
         pieces = manifest["pipeline"]["pieces"]
         folder = Path(folder)
         self.shrink = _session(folder / pieces["shrink"]["file"], threads)

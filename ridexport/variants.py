@@ -171,15 +171,15 @@ def add_variants(out: Path, manifest: dict, names: dict[str, str], cases: dict, 
 
     eps = manifest["eps_levels"] / 255.0
     fp32_file = manifest["default_file"]
-    stride = manifest["contract"]["stride"]
-    fp32 = OnnxGenerator.unverified(out / fp32_file, stride, manifest["eps_levels"])
+    working = manifest["pipeline"]["working_size"]
+    fp32 = OnnxGenerator.unverified(out / fp32_file, working, manifest["eps_levels"])
     reference_out = {name: fp32.run(x, eps)[0] for name, x in cases.items()}
     reference = manifest["files"][fp32_file]["efficacy"] = efficacy(fp32, targets, eval_images, side, samples)
     for precision, name in names.items():
         path = _make(precision, out / fp32_file, out / name, calibration, eps)
         check_variant(path, wasm_only=precision in WASM_ONLY)
         entry = manifest["files"][name] = file_entry(path, precision, backends=BACKENDS[precision])
-        variant = OnnxGenerator.unverified(path, stride, manifest["eps_levels"])
+        variant = OnnxGenerator.unverified(path, working, manifest["eps_levels"])
         entry["parity"] = {"against": fp32_file, "cases": check_parity(None, variant, cases, eps, reference=reference_out)}
         entry["efficacy"] = {**efficacy(variant, targets, eval_images, side, samples), "against": reference["value"]}
         reason = gate(entry["efficacy"], reference)

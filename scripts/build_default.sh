@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Rebuild the bundled default model from scratch on a CPU. Not yet run end to end in one go: its
-# steps, run one by one on 2 cores, took about 32 min (proxies), 3 (AdvDM deltas), 5 (training),
-# 20 (the efficacy report's evaluations; its PGD baselines ran apart, on shared cores, for about 25
-# more), 4 (personalization) and 1 (export). Run nothing else meanwhile: two jobs on 2 cores
-# oversubscribe the threads and slow each other by far more than half.
+# steps, run one by one on 2 cores, took about 32 min (proxies), 3 (AdvDM deltas), 13 (training,
+# 3000 steps), 13 (the efficacy report's evaluations, with its PGD baselines already made; they
+# took about 25 more on shared cores), 2.5 (personalization), 26 (one model each at eps 4 and 12),
+# 16 (the eps-levels bench, with its own AdvDM-200 runs) and 1 (export). Run nothing else meanwhile:
+# two jobs on 2 cores oversubscribe the threads and slow each other by far more than half.
 # corpus -> three proxy LDMs (scripts/train_proxies.sh) -> AdvDM deltas of the training photos
 # for the regulariser -> rid-s trained against proxies A and B (configs/default.yaml) -> bundled
-# with its card -> efficacy report and mini personalization test -> card with the figures -> export.
+# with its card -> efficacy report and mini personalization test -> one model per eps and the
+# eps-levels bench -> card with the figures -> export.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rid=.venv/bin/rid py=.venv/bin/python P=ridtrain/weights/proxies
