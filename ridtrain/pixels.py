@@ -3,7 +3,7 @@ change a rule here and in their fixtures together.
 
     file --load_image--> Decoded(rgb uint8 HxWx3, alpha uint8 HxW | None, exif, icc)
          --to_float-->   x = v / 255, float32 (1,3,H,W)
-         --to_working--> x at working_size(H, W): shorter side 512, multiples of the stride
+         --to_working--> x at working_size(H, W): shorter side = the model's working_side, multiples of its stride
          --generator-->  delta, |delta| <= eps
          --delta_to_full--> delta at (H, W), clamped to [-eps, eps]
          --to_uint8-->   rint(clamp(x + delta, 0, 1) * 255)   (round half to even)
