@@ -22,6 +22,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from ridtrain.bundled import DEFAULT_MODEL, resolve_model_path
+from ridtrain.pixels import MAX_LONG
 
 ALLOWED_EPS = (4, 8, 12, 16)  # 8-bit levels: eps=8 means 8/255 on the [0,1] scale
 
@@ -42,7 +43,7 @@ class _Generator(ModelMixin, ConfigMixin):
     @property
     def working_size_rule(self) -> dict:
         """pixels.working_size's arguments for this generator; the manifest's pipeline.working_size."""
-        return {"side": self.config.working_side, "multiple": self.stride, "max_long": 2048}
+        return {"side": self.config.working_side, "multiple": self.stride, "max_long": MAX_LONG}
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

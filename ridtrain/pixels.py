@@ -160,7 +160,10 @@ def _grey_to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 # ----------------------------------------------------------------------------- geometry
 
 
-def working_size(h: int, w: int, side: int = 512, multiple: int = 16, max_long: int = 2048) -> tuple[int, int]:
+MAX_LONG = 2048  # the working size's cap on the longer side, for every model
+
+
+def working_size(h: int, w: int, side: int = 512, multiple: int = 16, max_long: int = MAX_LONG) -> tuple[int, int]:
     """(hw, ww) the generator sees: the shorter side scaled to `side`, each dimension rounded to
     the nearest multiple of `multiple` (halves up, at least `multiple`), and the longer one then
     capped at max_long rounded to `multiple`. The cap changes the aspect ratio on purpose: the
@@ -182,7 +185,7 @@ def to_working(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def working_image(x: torch.Tensor, side: int = 512, multiple: int = 16, max_long: int = 2048) -> torch.Tensor:
+def working_image(x: torch.Tensor, side: int = 512, multiple: int = 16, max_long: int = MAX_LONG) -> torch.Tensor:
     """x (N,3,H,W) brought to working_size(H, W, side, multiple, max_long) by to_working."""
     return to_working(x, working_size(*x.shape[-2:], side=side, multiple=multiple, max_long=max_long))
 
