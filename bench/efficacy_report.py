@@ -1,63 +1,80 @@
-"""Efficacy report: RID against per-image PGD baselines and noise, on held-out photos, for the two
-training proxies and the held-out (black-box) one.
+"""Efficacy report: RID against per-image PGD baselines and noise, on held-out photos, for the
+training proxies and each held-out (black-box) one, and what is left after an attacker's purifications.
 
     python bench/efficacy_report.py --model default \\
         -t ridtrain/weights/proxies/proxy-a -t ridtrain/weights/proxies/proxy-b \\
-        --heldout-target ridtrain/weights/proxies/proxy-heldout --images runs/corpus/heldout --out docs/efficacy
+        --heldout-target ridtrain/weights/proxies/proxy-heldout \\
+        --heldout-target ridtrain/weights/proxies/proxy-heldout-vae --images runs/corpus/heldout --out docs/efficacy
 
-Methods, all at the same eps: RID (the model, through `rid protect`), AdvDM at 50 and 200 PGD
-steps and ASPL-lite (both against the training proxies, as a defender would run them), Gaussian
-noise with the RID delta's L2 norm, uniform +-eps noise, and no perturbation. Every protected image
-is a full-size 8-bit PNG, as users get them. Measures (`rid eval`, common random numbers): the
-Adv-SDS objective and the denoising MSE of each proxy; efficacy = protected minus clean. The
-image transforms (JPEG 95/85/75, 0.5x downscale) are applied to clean and protected alike; the
-noise baselines are reported untransformed only. Writes efficacy.json and efficacy.png into --out
-and prints the tables. PGD runs resume from --work when interrupted, and each evaluation is cached
-there under the hash of everything it reads (images, target weights, settings), so a re-run after
-retraining RID evaluates RID alone.
+Methods, all at the same eps: RID (the model, through `rid protect`, a fresh seed per photo), AdvDM
+at 50 and 200 PGD steps and ASPL-lite (`--no-aspl` skips it; all against the training proxies, as
+a defender would run them), Gaussian noise with the RID delta's L2 norm, uniform +-eps noise, and
+no perturbation. Every protected image is a full-size 8-bit PNG, as users get them. Measures (`rid
+eval`, common random numbers): the Adv-SDS objective and the denoising MSE of each proxy; efficacy
+= protected minus clean. Transfer is reported per held-out proxy: they need not share the
+training proxies' VAE.
+
+Purifications (ridtrain/purify.py) are applied to clean and protected photos alike, the
+subtracting ones included (an attacker purifies every photo he collects): JPEG 95/85/75, 0.5x
+resize and back, Gaussian blur sigma 1, subtract-public-model (the model's shipped ONNX export
+when it has one, run with the attacker's own fresh seed) and subtract-mean-delta (the mean delta
+of 16 other protected photos, --mean-delta-images). For subtract-mean-delta RID's 16 photos are
+protected with fresh seeds, and AdvDM-200's mean delta comes from AdvDM runs of
+--mean-delta-advdm-steps (default 50: 16 AdvDM-200 runs cost about 20 minutes on 2 cores); other
+methods get no mean delta (n/a). "Kept" = 100 * efficacy after / efficacy without purification,
+a ratio of means over the targets of a group. The noise baselines are reported unpurified only.
+
+Writes efficacy.json and efficacy.png into --out and prints the tables. PGD runs resume from --work
+when interrupted, and each evaluation is cached there under the hash of everything it reads
+(images, purified sets, target weights, settings), so a re-run after retraining RID evaluates RID
+alone. Purified sets are rewritten only when their inputs change. RID's seeds are never fixed: a
+randomised RID gives other files on every run, and is evaluated again each time, as it should be.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ridtrain import pixels
 from ridtrain.attacks import run_attack
+from ridtrain.bundled import resolve_model_path
 from ridtrain.data import find_images
-from ridtrain.evaluate import evaluate
-from ridtrain.protect import load_backend, protect_array
+from ridtrain.evaluate import check_disjoint, evaluate, mean_delta_pairs
+from ridtrain.protect import load_backend, onnx_folder, protect_array
+from ridtrain.purify import MEAN_DELTA_PHOTOS, PurifyContext, mean_working_delta, public_protector, purify
 from ridtrain.targets import load_target
 
-TRANSFORMS = ("none", "jpeg95", "jpeg85", "jpeg75", "down0.5")
+TRANSFORMS = ("none", "jpeg95", "jpeg85", "jpeg75", "resize0.5", "blur1", "subtract-public-model", "subtract-mean-delta")
 MEASURES = ("denoise_mse", "adv_sds")
+REFERENCE = "AdvDM-200"  # the per-image PGD baseline RID is measured against
+KEPT_METHODS = ("RID", REFERENCE)  # whose efficacy kept after each purification the headline reports
+MEAN_DELTA_METHODS = KEPT_METHODS  # the others get no mean delta: subtract-mean-delta is n/a for them
 
 
-def transform(rgb: np.ndarray, name: str) -> np.ndarray:
-    if name == "none":
-        return rgb
-    im = Image.fromarray(rgb)
-    if name.startswith("jpeg"):
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=int(name[4:]))
-        return np.asarray(Image.open(buf).convert("RGB"))
-    w, h = im.size
-    return np.asarray(im.resize((max(1, round(w * 0.5)), max(1, round(h * 0.5))), Image.BICUBIC))
-
-
-def write_set(files: list[Path], root: Path, source, out: Path, name: str) -> Path:
-    """Each image of `files` (via source(path) -> rgb), transformed, as out/<rel>.png."""
-    for path in files:
-        dst = out / path.relative_to(root).with_suffix(".png")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        pixels.save_image(dst, transform(source(path), name))
+def write_set(files: list[Path], root: Path, source, out: Path, name: str, context: PurifyContext | None = None,
+              context_key: str = "") -> Path:
+    """Each image of `files` (via source(path) -> rgb), purified by `name` ("none": as it is), as
+    out/<rel>.png. The set is rewritten only when what it is made of changed: a stamp beside the
+    folder holds the hash of the source pixels, the purification and `context_key` (what the
+    context's part it uses depends on). A randomised purification (subtract-public-model draws a
+    fresh seed) would otherwise give new files, and so miss the evaluation cache, on every run."""
+    sources = {path: source(path) for path in files}
+    key = hashlib.sha256(json.dumps([name, context_key]).encode())
+    for path, rgb in sources.items():
+        key.update(f"{path.relative_to(root)}\0{rgb.shape}\0".encode() + np.ascontiguousarray(rgb).tobytes())
+    stamp, dsts = out.with_name(out.name + ".inputs"), {path: out / path.relative_to(root).with_suffix(".png") for path in files}
+    if stamp.is_file() and stamp.read_text() == key.hexdigest() and all(dst.is_file() for dst in dsts.values()):
+        return out
+    for path, rgb in sources.items():
+        dsts[path].parent.mkdir(parents=True, exist_ok=True)
+        pixels.save_image(dsts[path], rgb if name == "none" else purify(rgb, name, context))
+    stamp.write_text(key.hexdigest())
     return out
 
 
@@ -115,7 +132,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("-t", "--target", action="append", required=True, help="training proxy (repeat)")
-    ap.add_argument("--heldout-target", required=True)
+    ap.add_argument("--heldout-target", action="append", required=True, help="held-out proxy, never trained against (repeat)")
     ap.add_argument("--images", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("docs/efficacy"))
     ap.add_argument("--work", type=Path, default=Path("runs/efficacy"))
@@ -123,30 +140,35 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=128, help="the attacker's working side (the proxies work at small sizes)")
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--advdm-steps", default="50,200")
+    ap.add_argument("--aspl", action=argparse.BooleanOptionalAction, default=True, help="also run ASPL-lite")
+    ap.add_argument("--mean-delta-images", type=Path, default=Path("runs/corpus/train"),
+                    help=f"subtract-mean-delta: the first {MEAN_DELTA_PHOTOS} photos here (sorted) give each method's mean delta")
+    ap.add_argument("--mean-delta-advdm-steps", type=int, default=50,
+                    help=f"PGD steps of the AdvDM runs that estimate {REFERENCE}'s mean delta (16 AdvDM-200 runs: ~20 min on 2 cores)")
     args = ap.parse_args()
 
     train_targets = [load_target(t) for t in args.target]
-    heldout = load_target(args.heldout_target)
-    everything = train_targets + [heldout]
+    heldouts = [load_target(t) for t in args.heldout_target]
+    everything = train_targets + heldouts
     files, root = find_images(args.images), args.images
-    protected, seconds = {}, {}
-    for steps in map(int, args.advdm_steps.split(",")):
-        name = f"AdvDM-{steps}"
-        run_attack(root, args.work / name, train_targets, "advdm", args.eps, args.side, steps=steps)
-        protected[name], seconds[name] = args.work / name / "images", attack_seconds(args.work / name)
-    run_attack(root, args.work / "ASPL-lite", train_targets, "aspl", args.eps, args.side)
-    protected["ASPL-lite"], seconds["ASPL-lite"] = args.work / "ASPL-lite" / "images", attack_seconds(args.work / "ASPL-lite")
-
+    protected, seconds = run_baselines(args, root, train_targets)
     seconds["RID"] = protect_rid(args.model, files, root, args.work / "RID", args.eps)  # last: the baselines resume
     protected = {"RID": args.work / "RID", **protected}
-    target_key = content_key([*args.target, args.heldout_target], {})
-    results = {}  # transform -> method -> target -> measure -> {clean, protected, efficacy}
+    contexts, keys, notes = purification_contexts(args, files, train_targets, protected)
+    target_key = content_key([*args.target, *args.heldout_target], {})
+    load_clean = lambda p: pixels.load_image(p).rgb  # noqa: E731
+    results, skipped = {}, {}  # transform -> method -> target -> measure -> {clean, protected, efficacy}
     for tname in TRANSFORMS:
-        clean_dir = write_set(files, root, lambda p: pixels.load_image(p).rgb, args.work / "sets" / tname / "clean", tname)
         results[tname] = {}
         for method, folder in protected.items():
-            prot_dir = write_set(files, root, lambda p, f=folder: pixels.load_image(f / p.relative_to(root).with_suffix(".png")).rgb,
-                                 args.work / "sets" / tname / method, tname)
+            if tname == "subtract-mean-delta" and contexts[method].mean_delta is None:
+                skipped.setdefault(tname, {})[method] = "n/a: no mean delta estimated for this method"
+                continue
+            clean_dir, prot_dir = set_folders(args.work / "sets", tname, method)
+            key = keys.get((tname, method), "")
+            write_set(files, root, load_clean, clean_dir, tname, contexts[method], key)
+            write_set(files, root, lambda p, f=folder: pixels.load_image(f / p.relative_to(root).with_suffix(".png")).rgb,
+                      prot_dir, tname, contexts[method], key)
             report = cached_evaluate(args.work / "evaluations", target_key, everything, clean_dir, prot_dir,
                                      eps_levels=args.eps, side=args.side, samples=args.samples)
             results[tname][method] = {}
@@ -159,46 +181,159 @@ def main() -> None:
                         results[tname].setdefault(noise.capitalize(), {})[tg] = {
                             m: {"clean": conds["clean"][m], "protected": conds[noise][m], "efficacy": conds[noise][m] - conds["clean"][m]}
                             for m in MEASURES}
-            print(f"{tname:8} {method:10} " + "  ".join(f"{tg}: {row['denoise_mse']['efficacy']:+.5f}"
-                                                        for tg, row in results[tname][method].items()), flush=True)
+            print(f"{tname:22} {method:10} " + "  ".join(f"{tg}: {row['denoise_mse']['efficacy']:+.5f}"
+                                                          for tg, row in results[tname][method].items()), flush=True)
 
-    names = {"train": [t.name for t in train_targets], "heldout": [heldout.name]}
+    names = {"train": [t.name for t in train_targets], "heldout": [t.name for t in heldouts]}
     headline = headlines(results, seconds, names)
     summary = {"images": [str(f.relative_to(root)) for f in files], "eps_levels": args.eps, "side": args.side,
-               "samples": args.samples, "targets": names, "seconds_per_image": seconds, "results": results, "headline": headline}
+               "samples": args.samples, "targets": names, "seconds_per_image": seconds, "purification": notes,
+               "skipped": skipped, "results": results, "headline": headline}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "efficacy.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(results["none"], names, args.out / "efficacy.png")
-    print_tables(results, seconds, headline)
+    print_tables(results, seconds, headline, notes)
 
 
-def mean_efficacy(results, tname, method, targets, measure="denoise_mse") -> float:
-    return float(np.mean([results[tname][method][t][measure]["efficacy"] for t in targets]))
+def run_baselines(args, root: Path, train_targets) -> tuple[dict, dict]:
+    """AdvDM at each --advdm-steps and (unless --no-aspl) ASPL-lite, resumed from --work: their
+    protected folders and median seconds per image."""
+    protected, seconds = {}, {}
+    runs = [(f"AdvDM-{steps}", "advdm", {"steps": steps}) for steps in map(int, args.advdm_steps.split(","))]
+    if args.aspl:
+        runs.append(("ASPL-lite", "aspl", {}))
+    for name, method, kwargs in runs:
+        run_attack(root, args.work / name, train_targets, method, args.eps, args.side, **kwargs)
+        protected[name], seconds[name] = args.work / name / "images", attack_seconds(args.work / name)
+    return protected, seconds
+
+
+def set_folders(sets: Path, tname: str, method: str) -> tuple[Path, Path]:
+    """(clean, protected) folders of a method's purified sets. The clean photos purified by a
+    mean delta depend on the method whose delta it is; every other clean set is shared."""
+    if tname == "subtract-mean-delta":
+        return sets / tname / method / "clean", sets / tname / method / "protected"
+    return sets / tname / "clean", sets / tname / method
+
+
+def purification_contexts(args, files, train_targets, protected: dict) -> tuple[dict, dict, dict]:
+    """Per method: the PurifyContext (the public model as shipped; a mean delta for RID and the
+    reference), the stamp keys of what the subtracting purifications depend on, and notes for the JSON."""
+    attacker, backend = public_protector(args.model)
+    model_files = onnx_folder(args.model) if backend == "onnx" else resolve_model_path(args.model)
+    attacker_key = content_key([model_files], {"backend": backend, "eps": args.eps})
+    photos = find_images(args.mean_delta_images)[:MEAN_DELTA_PHOTOS]
+    check_disjoint(photos, files)
+    mean_deltas = {"RID": rid_mean_delta(args.model, photos, args.mean_delta_images, args.eps, args.side)}
+    if REFERENCE in protected:
+        mean_deltas[REFERENCE] = advdm_mean_delta(photos, args.mean_delta_images, args.work / "mean-delta", train_targets,
+                                                  args.eps, args.side, args.mean_delta_advdm_steps)
+    contexts, keys = {}, {}
+    for method in protected:
+        delta = mean_deltas.get(method)
+        contexts[method] = PurifyContext(protector=attacker, eps_levels=args.eps, mean_delta=delta, side=args.side)
+        keys[("subtract-public-model", method)] = attacker_key
+        if delta is not None:
+            keys[("subtract-mean-delta", method)] = hashlib.sha256(f"{delta.shape}".encode() + delta.tobytes()).hexdigest()
+    notes = {
+        "subtract-public-model": {"model": args.model, "backend": backend, "eps_levels": args.eps,
+                                  "seed": "a fresh one of the attacker's own for every photo"},
+        "subtract-mean-delta": {
+            "photos": [str(p.relative_to(args.mean_delta_images)) for p in photos], "from": str(args.mean_delta_images),
+            "working_side": args.side, "estimator": "oracle: mean of (protected - clean) at the working size",
+            "RID": "the photos protected by the model, a fresh seed each",
+            REFERENCE: f"from AdvDM-{args.mean_delta_advdm_steps} runs on the photos (16 AdvDM-200 runs cost ~20 min on 2 cores)",
+            "other methods": "n/a"},
+    }
+    return contexts, keys, notes
+
+
+def rid_mean_delta(model: str, photos: list[Path], root: Path, eps: int, side: int) -> np.ndarray:
+    """RID's mean working-size delta over `photos`, each protected with a fresh seed."""
+    gen = load_backend(model, "torch").gen
+    return mean_working_delta(mean_delta_pairs(photos, root, eps, gen=gen), side)
+
+
+def advdm_mean_delta(photos: list[Path], root: Path, work: Path, targets, eps: int, side: int, steps: int) -> np.ndarray:
+    """AdvDM's mean working-size delta over `photos`: run_attack on copies of them under
+    work/photos (run_attack takes a folder), resumed from work/AdvDM-<steps>."""
+    copies = work / "photos"
+    for path in photos:
+        dst = copies / path.relative_to(root)
+        if not dst.is_file() or dst.read_bytes() != path.read_bytes():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            pixels.write_atomic(dst, path.read_bytes())
+    out = work / f"AdvDM-{steps}"
+    run_attack(copies, out, targets, "advdm", eps, side, steps=steps)
+    return mean_working_delta(mean_delta_pairs(find_images(copies), copies, eps, protected_dir=out / "images"), side)
+
+
+def mean_efficacy(results, tname, method, targets, measure="denoise_mse") -> float | None:
+    rows = results[tname].get(method)
+    return float(np.mean([rows[t][measure]["efficacy"] for t in targets])) if rows else None
+
+
+def target_groups(names) -> dict:
+    """The groups kept % is averaged over: all targets, the training proxies, the held-out ones,
+    and each held-out proxy alone."""
+    return {"all": names["train"] + names["heldout"], "train": names["train"], "heldout": names["heldout"],
+            **{f"heldout_{t}": [t] for t in names["heldout"]}}
+
+
+def ratio_pct(value, reference) -> float | None:
+    return 100 * value / reference if value is not None and reference else None
 
 
 def headlines(results, seconds, names) -> dict:
     out = {}
     for measure in MEASURES:
-        for group, targets in names.items():
-            rid, ref = mean_efficacy(results, "none", "RID", targets, measure), mean_efficacy(results, "none", "AdvDM-200", targets, measure)
-            out[f"rid_vs_advdm200_{group}_{measure}_pct"] = 100 * rid / ref if ref else None
-        rid_all = mean_efficacy(results, "none", "RID", names["train"] + names["heldout"], measure)
-        jpeg = mean_efficacy(results, "jpeg75", "RID", names["train"] + names["heldout"], measure)
-        out[f"rid_jpeg75_survival_{measure}_pct"] = 100 * jpeg / rid_all if rid_all else None
-    out["speed_ratio_advdm200_over_rid"] = seconds["AdvDM-200"] / seconds["RID"] if seconds.get("RID") else None
+        rid, ref = (mean_efficacy(results, "none", m, names["train"], measure) for m in ("RID", REFERENCE))
+        out[f"rid_vs_advdm200_train_{measure}_pct"] = ratio_pct(rid, ref)
+        for t in names["heldout"]:
+            rid, ref = (mean_efficacy(results, "none", m, [t], measure) for m in ("RID", REFERENCE))
+            out[f"rid_vs_advdm200_heldout_{t}_{measure}_pct"] = ratio_pct(rid, ref)
+    out["speed_ratio_advdm200_over_rid"] = seconds[REFERENCE] / seconds["RID"] if seconds.get("RID") else None
+    out["kept_pct"] = {measure: kept_pct(results, names, measure) for measure in MEASURES}
     return out
 
 
-def print_tables(results, seconds, headline) -> None:
+def kept_pct(results, names, measure) -> dict:
+    """purification -> method -> group -> 100 * (mean efficacy after it) / (mean efficacy without),
+    for RID and the reference; None where not measured (n/a)."""
+    return {tname: {method: {group: ratio_pct(mean_efficacy(results, tname, method, targets, measure),
+                                              mean_efficacy(results, "none", method, targets, measure))
+                             for group, targets in target_groups(names).items()}
+                    for method in KEPT_METHODS}
+            for tname in TRANSFORMS if tname != "none"}
+
+
+def print_tables(results, seconds, headline, notes) -> None:
     for measure in MEASURES:
         print(f"\nefficacy = protected - clean, {measure} (higher is stronger protection)")
         for tname, methods in results.items():
             targets = list(next(iter(methods.values())))
-            print(f"{tname:8} {'method':11}" + "".join(f"{t:>16}" for t in targets))
+            print(f"{tname:22} {'method':11}" + "".join(f"{t:>20}" for t in targets))
             for method, rows in methods.items():
-                print(f"{'':8} {method:11}" + "".join(f"{rows[t][measure]['efficacy']:>+16.6f}" for t in targets))
+                print(f"{'':22} {method:11}" + "".join(f"{rows[t][measure]['efficacy']:>+20.6f}" for t in targets))
+    print_kept(headline["kept_pct"]["denoise_mse"], notes)
     print("\nseconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in seconds.items() if v is not None))
-    print("headline: " + json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in headline.items()}))
+    flat = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in headline.items() if k != "kept_pct"}
+    print("headline: " + json.dumps(flat))
+
+
+def print_kept(kept: dict, notes: dict) -> None:
+    """Rows: purifications; columns: RID and the reference's kept % over all targets, then "RID /
+    reference" for each group."""
+    groups = [g for g in next(iter(next(iter(kept.values())).values())) if g != "all"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    print(f"\nefficacy kept after each purification, % of the unpurified efficacy (denoise_mse; ratio of the targets' means)")
+    print(f"{'purification':22}{'RID kept %':>12}{REFERENCE + ' kept %':>18}" + "".join(f"{g:>28}" for g in groups))
+    for tname, methods in kept.items():
+        mark = "*" if tname == "subtract-mean-delta" else ""
+        cells = "".join(f"{fmt(methods['RID'][g]) + ' / ' + fmt(methods[REFERENCE][g]) + mark:>28}" for g in groups)
+        print(f"{tname:22}{fmt(methods['RID']['all']):>12}{fmt(methods[REFERENCE]['all']) + mark:>18}" + cells)
+    print(f"group columns: RID / {REFERENCE}. * {REFERENCE}'s mean delta is {notes['subtract-mean-delta'][REFERENCE]}. "
+          f"subtract-public-model ran the model's {notes['subtract-public-model']['backend']} backend.")
 
 
 def plot(rows, names, path: Path) -> None:

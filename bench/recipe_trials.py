@@ -35,15 +35,27 @@ def gain(report: dict) -> float:
     return sum(r["protected"]["denoise_mse"] - r["clean"]["denoise_mse"] for r in rows) / len(rows)
 
 
+PARTS = {  # name -> the tensors zeroed; a randomised model's tile is the fixed one plus its code's mix of tiles
+    "tile only": ("head.weight", "head.bias"),
+    "fixed tile only": ("head.weight", "head.bias", "code_tile_bank"),
+    "net only": ("tile", "code_tile_bank"),
+}
+
+
 def parts(model: str):
-    """(name, generator): the model whole, its tile alone (the head zeroed), its net alone (the
-    tile zeroed)."""
+    """(name, generator): the model whole, and with parts zeroed (PARTS; a part the model lacks
+    is skipped): its tile alone (the head zeroed), its image-independent tile alone (also the
+    code's tiles zeroed), its net alone (both tiles zeroed)."""
     whole = load_generator(model)
     yield "whole", whole
-    for name, zeroed in (("tile only", ("head.weight", "head.bias")), ("net only", ("tile",))):
+    names = dict(whole.named_parameters())
+    for name, zeroed in PARTS.items():
+        if name == "fixed tile only" and "code_tile_bank" not in names:
+            continue
         gen = load_generator(model)
         for key in zeroed:
-            torch.nn.init.zeros_(gen.get_parameter(key))
+            if key in names:
+                torch.nn.init.zeros_(gen.get_parameter(key))
         yield name, gen
 
 

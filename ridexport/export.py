@@ -22,6 +22,7 @@ from ridexport import graph, tiles
 from ridexport.manifest import FORMAT, file_entry, write_manifest
 from ridexport.parity import check_parity, check_pipeline_parity, parity_inputs, pipeline_inputs, require, write_fixture
 from ridexport.runtime import OnnxGenerator, OnnxProtector
+from ridtrain.seeds import DOMAIN, RULE, SEED_BYTES
 
 PRECISIONS = ("fp32", "w16", "fp16", "int8")
 FILES = {"fp32": "model.onnx", "w16": "model.w16.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
@@ -127,7 +128,8 @@ def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:
         "eps_levels_allowed": list(ALLOWED_EPS),
         "opset": opset,
         "contract": {
-            "inputs": [image, {"name": "eps", "dtype": "float32", "shape": [1], "range": [0, 16 / 255]}],
+            "inputs": [image, {"name": "eps", "dtype": "float32", "shape": [1], "range": [0, 16 / 255]}]
+            + ([{"name": "code", "dtype": "float32", "shape": ["N", gen.code_dim], "range": [-1, 1]}] if gen.code_dim else []),
             "outputs": [
                 {"name": "protected", "dtype": "float32", "shape": ["N", 3, "H", "W"], "range": [0, 1]},
                 {"name": "delta", "dtype": "float32", "shape": ["N", 3, "H", "W"], "range": ["-eps", "eps"]},
@@ -146,8 +148,11 @@ def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:
                 "out = rint(clamp(x + delta_full, 0, 1) * 255), round half to even",
             ],
             "eps_input": "eps in 8-bit levels / 255; default eps_levels",
+            **({"code_input": "code = the manifest's seed rule applied to a fresh 16-byte CSPRNG seed per photo, never stored"}
+               if gen.code_dim else {}),
             "pieces": tiles.pipeline_description(),
         },
+        "seed": {"bytes": SEED_BYTES, "code_dim": gen.code_dim, "rule": RULE, "domain": DOMAIN.decode()} if gen.code_dim else None,
         "files": files,
         "default_file": "model.onnx",
         "trained_against": card.get("trained_against", []),

@@ -3,6 +3,8 @@
 Graph contract (working size; the pixel pipeline around it is ridtrain.pixels):
     inputs   image    float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of the stride (dynamic)
              eps      float32 (1,) the bound on the [0, 1] scale, e.g. 8/255
+             code     float32 (N, code_dim) a randomised generator's code (ridtrain/seeds.py); absent
+                      when code_dim is 0
     outputs  protected float32 (N, 3, H, W) = clamp(image + delta, 0, 1)
              delta     float32 (N, 3, H, W), |delta| <= eps
 """
@@ -14,6 +16,11 @@ from pathlib import Path
 import torch
 
 INPUTS = ("image", "eps")
+CODE_INPUT = "code"
+
+
+def graph_inputs(gen) -> tuple[str, ...]:
+    return INPUTS + ((CODE_INPUT,) if gen.code_dim else ())
 OUTPUTS = ("protected", "delta")
 
 # Every operator our graphs may use has a kernel in onnxruntime-web 1.30's WebGPU execution provider
@@ -42,8 +49,8 @@ class ProtectGraph(torch.nn.Module):
         super().__init__()
         self.gen = gen
 
-    def forward(self, image: torch.Tensor, eps: torch.Tensor):
-        delta = self.gen(image, eps)
+    def forward(self, image: torch.Tensor, eps: torch.Tensor, code: torch.Tensor | None = None):
+        delta = self.gen(image, eps, code)
         return (image + delta).clamp(0.0, 1.0), delta
 
 
@@ -55,15 +62,20 @@ def export_onnx(gen, path: str | Path, opset: int = 18, probe: int = 64) -> Path
     stride = gen.stride
     image = torch.rand(1, 3, probe, probe + stride)
     eps = torch.tensor([gen.config.eps / 255.0])
+    n = torch.export.Dim("n", min=1, max=64)
     dims = {
-        "image": {0: torch.export.Dim("n", min=1, max=64), 2: stride * torch.export.Dim("h", min=1, max=4096 // stride),
+        "image": {0: n, 2: stride * torch.export.Dim("h", min=1, max=4096 // stride),
                   3: stride * torch.export.Dim("w", min=1, max=4096 // stride)},
         "eps": None,
     }
+    args = (image, eps)
+    if gen.code_dim:  # a batch of 2: with 1, the export would fix N at the code's broadcastable 1
+        image = image.expand(2, -1, -1, -1)
+        args, dims["code"] = (image, eps, torch.rand(2, gen.code_dim) * 2 - 1), {0: n}
     path = Path(path)
     program = torch.onnx.export(
-        ProtectGraph(gen).eval(), (image, eps), dynamo=True, opset_version=opset, dynamic_shapes=dims,
-        input_names=list(INPUTS), output_names=list(OUTPUTS), verbose=False,
+        ProtectGraph(gen).eval(), args, dynamo=True, opset_version=opset, dynamic_shapes=dims,
+        input_names=list(graph_inputs(gen)), output_names=list(OUTPUTS), verbose=False,
     )
     model = program.model_proto
     tmp = path.with_name(path.name + ".tmp")

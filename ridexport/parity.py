@@ -8,6 +8,7 @@ none is off by more than one level.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ridtrain import pixels
+from ridtrain.seeds import seed_code
 
 FLOAT_TOL = 1e-4
 MIN_IDENTICAL = 0.999
@@ -24,6 +26,22 @@ RANDOM_SIZES = ((512, 512), (512, 688), (528, 784))  # square, non-square, not a
 # long-side cap (2048) with several tiles each way.
 PHOTO_SIZES = ((90, 120), (200, 530), (1100, 1300), (700, 5000))
 FIXTURE_PHOTO_SIZES = ((90, 120), (200, 530))
+
+
+# Parity runs a randomised generator under fixed seeds (real use draws fresh ones): one seed per
+# case, named after it, so that fixtures and reports can be reproduced anywhere.
+
+
+def case_seed(name: str) -> str:
+    """The fixed seed (32 hex digits) of a parity case or fixture entry."""
+    return hashlib.sha256(f"rid-parity:{name}".encode()).hexdigest()[:32]
+
+
+def case_code(gen_like, name: str, n: int = 1):
+    """(n, code_dim) float32 code of case_seed(name) for a randomised generator, else None."""
+    if not gen_like.code_dim:
+        return None
+    return np.repeat(seed_code(bytes.fromhex(case_seed(name)), gen_like.code_dim)[None], n, axis=0)
 
 
 class ParityError(ValueError):
@@ -69,20 +87,23 @@ def check_pipeline_parity(gen, protector, cases: dict[str, np.ndarray]) -> dict:
     """Per photo stats of an OnnxProtector's float output against the PyTorch pipeline's."""
     from ridtrain.protect import protected_float
 
-    return {name: compare(protected_float(gen, rgb).numpy(), protector.protected_float(rgb)) for name, rgb in cases.items()}
+    return {name: compare(protected_float(gen, rgb, seed=case_seed(name)).numpy(), protector.protected_float(rgb, seed=case_seed(name)))
+            for name, rgb in cases.items()}
 
 
 @torch.no_grad()
-def torch_protected(gen, x: np.ndarray, eps: float) -> np.ndarray:
-    return gen.protect(torch.from_numpy(x), eps).numpy()
+def torch_protected(gen, x: np.ndarray, eps: float, code: np.ndarray | None = None) -> np.ndarray:
+    return gen.protect(torch.from_numpy(x), eps, None if code is None else torch.from_numpy(code)).numpy()
 
 
 def check_parity(gen, onnx_gen, cases: dict[str, np.ndarray], eps: float, reference=None) -> dict:
-    """Per case stats of onnx_gen against the PyTorch generator (or `reference` outputs)."""
+    """Per case stats of onnx_gen against the PyTorch generator (or `reference` outputs), each
+    case under its fixed seed (case_seed)."""
     report = {}
     for name, x in cases.items():
-        expected = reference[name] if reference else torch_protected(gen, x, eps)
-        report[name] = compare(expected, onnx_gen.run(x, eps)[0])
+        code = case_code(onnx_gen, name, len(x))
+        expected = reference[name] if reference else torch_protected(gen, x, eps, code)
+        report[name] = compare(expected, onnx_gen.run(x, eps, code)[0])
     return report
 
 
@@ -95,7 +116,7 @@ def self_check(protector) -> dict:
     for case in index["photos"]:
         rgb = pixels.load_image(folder / case["input_png"]).rgb
         expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
-        stats = compare(expected, protector.protected_float(rgb, case["eps_levels"]))
+        stats = compare(expected, protector.protected_float(rgb, case["eps_levels"], case.get("seed")))
         report[case["name"]] = {**stats, "passes": passes(stats)}
     if not report:
         raise ParityError(f"{folder}/parity.json lists no photos to check")
@@ -121,17 +142,18 @@ def write_fixture(folder: Path, gen, stride: int, eps_levels: int, seed: int = 0
         pixels.save_image(folder / f"{name}.input.png", rgb)
         protected.astype("<f4").tofile(folder / f"{name}.protected.f32")
         pixels.save_image(folder / f"{name}.protected.png", pixels.to_uint8(torch.from_numpy(protected)))
-        return {"name": name, "height": rgb.shape[0], "width": rgb.shape[1], "eps_levels": eps_levels,
+        seed = {"seed": case_seed(name)} if gen.code_dim else {}
+        return {"name": name, "height": rgb.shape[0], "width": rgb.shape[1], "eps_levels": eps_levels, **seed,
                 "input_png": f"{name}.input.png", "protected_f32": f"{name}.protected.f32", "protected_png": f"{name}.protected.png"}
 
     cases = []
     for i, (h, w) in enumerate(((2 * stride, 3 * stride), (4 * stride, 4 * stride))):
-        rgb = _smooth_image(rng, h, w)
-        cases.append(entry(f"case{i}-{h}x{w}", rgb, torch_protected(gen, pixels.to_float(rgb).numpy(), eps_levels / 255.0)))
+        rgb, name = _smooth_image(rng, h, w), f"case{i}-{h}x{w}"
+        cases.append(entry(name, rgb, torch_protected(gen, pixels.to_float(rgb).numpy(), eps_levels / 255.0, case_code(gen, name))))
     photos = []
     for i, (h, w) in enumerate(FIXTURE_PHOTO_SIZES):
-        rgb = _smooth_image(rng, h, w)
-        photos.append(entry(f"photo{i}-{h}x{w}", rgb, protected_float(gen, rgb, eps_levels).numpy()))
+        rgb, name = _smooth_image(rng, h, w), f"photo{i}-{h}x{w}"
+        photos.append(entry(name, rgb, protected_float(gen, rgb, eps_levels, seed=case_seed(name)).numpy()))
     index = {"tolerance": {"float_max_abs": FLOAT_TOL, "identical_8bit": MIN_IDENTICAL, "max_levels": MAX_LEVELS},
              "cases": cases, "photos": photos}
     (folder / "parity.json").write_text(json.dumps(index, indent=2) + "\n")

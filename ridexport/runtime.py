@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ridexport.manifest import load_manifest
+from ridtrain.seeds import code_for
 
 
 def _session(path: Path, threads: int | None):
@@ -59,16 +60,26 @@ class OnnxGenerator:
         self.folder, self.file = path.parent, path.name
         self.working_size_rule, self.stride = dict(working), working["multiple"]
         self.config = SimpleNamespace(eps=eps_levels)
+        # A randomised generator's graph has the code input; its width is the code's length.
+        code = [i for i in self.session.get_inputs() if i.name == "code"]
+        self.code_dim = int(code[0].shape[1]) if code else 0
 
-    def run(self, x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-        """(protected, delta) as float32 arrays."""
-        feeds = {"image": np.ascontiguousarray(x, dtype=np.float32), "eps": np.array([eps], dtype=np.float32)}
+    def run(self, x: np.ndarray, eps: float, code: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(protected, delta) as float32 arrays. code: (N or 1, code_dim) for a randomised
+        generator; None draws a fresh seed per image."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        feeds = {"image": x, "eps": np.array([eps], dtype=np.float32)}
+        if self.code_dim:
+            if code is None:
+                code = np.stack([code_for(None, self.code_dim) for _ in range(len(x))])
+            feeds["code"] = np.ascontiguousarray(np.broadcast_to(code, (len(x), self.code_dim)), dtype=np.float32)
         protected, delta = self.session.run(["protected", "delta"], feeds)
         return protected, delta
 
-    def __call__(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, eps: float | None = None, code: torch.Tensor | None = None) -> torch.Tensor:
         eps = self.config.eps / 255.0 if eps is None else eps
-        return torch.from_numpy(self.run(x.detach().cpu().numpy(), eps)[1])
+        code = None if code is None else code.detach().cpu().numpy()
+        return torch.from_numpy(self.run(x.detach().cpu().numpy(), eps, code)[1])
 
 
 class OnnxProtector:
@@ -89,6 +100,7 @@ class OnnxProtector:
         self.working = manifest["pipeline"]["working_size"]
         self.eps_allowed = manifest["eps_levels_allowed"]
         self.manifest, self.config, self.stride = manifest, self.generator.config, self.generator.stride
+        self.code_dim = self.generator.code_dim
 
     @classmethod
     def unverified(cls, folder: str | Path, manifest: dict, generator_file: str, threads: int | None = None) -> "OnnxProtector":
@@ -100,23 +112,24 @@ class OnnxProtector:
             raise ValueError(f"eps must be one of {self.eps_allowed} (8-bit levels), got {eps!r}")
         return eps
 
-    def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
-        """uint8 (H,W,3) -> protected uint8 (H,W,3), tile by tile."""
+    def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
+        """uint8 (H,W,3) -> protected uint8 (H,W,3), tile by tile. seed: as ridtrain.protect's
+        (None: a fresh one, real use)."""
         from ridtrain.pixels import to_uint8
 
         out = np.empty_like(rgb)
-        for (r, c), protected in self.protected_tiles(rgb, eps_levels):
+        for (r, c), protected in self.protected_tiles(rgb, eps_levels, seed):
             out[r:r + protected.shape[2], c:c + protected.shape[3]] = to_uint8(torch.from_numpy(protected))
         return out
 
-    def protected_float(self, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
+    def protected_float(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
         """The protected photo before rounding, float32 (1,3,H,W): for parity checks."""
         out = np.empty((1, 3, *rgb.shape[:2]), np.float32)
-        for (r, c), protected in self.protected_tiles(rgb, eps_levels):
+        for (r, c), protected in self.protected_tiles(rgb, eps_levels, seed):
             out[:, :, r:r + protected.shape[2], c:c + protected.shape[3]] = protected
         return out
 
-    def protected_tiles(self, rgb: np.ndarray, eps_levels: int | None = None):
+    def protected_tiles(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None):
         """((row, col), protected float32 (1,3,h,w)) for every tile, by the manifest's pipeline.pieces."""
         from ridexport.tiles import tile_origins
         from ridtrain import pixels
@@ -131,7 +144,8 @@ class OnnxProtector:
         for origin, tile in tiles():
             part, (r, c) = self.shrink.run(None, {"tile": tile, "origin": origin, "full": full, "work": np.array(work, np.int64)})
             x_work[:, :, r:r + part.shape[2], c:c + part.shape[3]] += part
-        delta = self.generator.run(x_work, float(eps[0]))[1]
+        code = code_for(seed, self.code_dim)[None] if self.code_dim else None
+        delta = self.generator.run(x_work, float(eps[0]), code)[1]
         for origin, tile in tiles():
             (protected,) = self.apply.run(None, {"tile": tile, "delta": delta, "origin": origin, "full": full, "eps": eps})
             yield (int(origin[0]), int(origin[1])), protected

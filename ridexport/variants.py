@@ -26,6 +26,8 @@ import numpy as np
 from ridexport import graph
 from ridexport.manifest import file_entry
 from ridexport.parity import check_parity
+from ridexport.runtime import OnnxGenerator
+from ridtrain.seeds import code_for
 
 MAX_EFFICACY_DROP = 0.05  # the issue: do not ship a variant whose efficacy drops by more than 5 %
 CALIBRATION_IMAGES = 8
@@ -79,13 +81,18 @@ def make_w16(fp32_path: str | Path, out_path: str | Path) -> tuple[Path, bool]:
     return Path(out_path), lossless
 
 
-def _calibration_reader(images: list[np.ndarray], eps: float):
-    """Feeds `image` and `eps` to onnxruntime's calibrator, one photo at a time."""
+def _calibration_reader(images: list[np.ndarray], eps: float, code_dim: int = 0):
+    """Feeds `image` and `eps` (and a fresh random `code`, as real use has) to onnxruntime's
+    calibrator, one photo at a time."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    def feeds(x):
+        feed = {"image": x.astype(np.float32), "eps": np.array([eps], np.float32)}
+        return {**feed, "code": code_for(None, code_dim)[None]} if code_dim else feed
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.feeds = iter([{"image": x.astype(np.float32), "eps": np.array([eps], np.float32)} for x in images])
+            self.feeds = iter([feeds(x) for x in images])
 
         def get_next(self):
             return next(self.feeds, None)
@@ -106,7 +113,8 @@ def make_int8(fp32_path: str | Path, out_path: str | Path, calibration: list[np.
         # ONNX shape inference + basic graph clean-up; the symbolic pass cannot follow the
         # dynamo export's shape arithmetic, and ONNX's own inference is enough for Conv-only QDQ.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration, eps), quant_format=QuantFormat.QDQ,
+        code_dim = OnnxGenerator.unverified(fp32_path, {"multiple": 1}, 8).code_dim
+        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration, eps, code_dim), quant_format=QuantFormat.QDQ,
                         per_channel=True, op_types_to_quantize=["Conv"], use_external_data_format=False)
     finally:
         prepared.unlink(missing_ok=True)
@@ -122,8 +130,9 @@ def check_variant(path: str | Path, wasm_only: bool = False) -> None:
     graph.check_graph(path, wasm_only=wasm_only)
     model = onnx.load(str(path))
     io = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
-    if set(io) != {*graph.INPUTS, *graph.OUTPUTS} or any(t != FLOAT32 for t in io.values()):
-        raise ValueError(f"{path}: inputs and outputs must stay {graph.INPUTS + graph.OUTPUTS} in float32, got {io}")
+    expected = {*graph.INPUTS, *graph.OUTPUTS} | ({graph.CODE_INPUT} & set(io))
+    if set(io) != expected or any(t != FLOAT32 for t in io.values()):
+        raise ValueError(f"{path}: inputs and outputs must stay {sorted(expected)} in float32, got {io}")
 
 
 def calibration_images(paths: list[Path], working: dict, limit: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
@@ -167,7 +176,6 @@ def add_variants(out: Path, manifest: dict, names: dict[str, str], cases: dict, 
                  targets: list, eval_images, side: int, samples: int) -> dict:
     """Make, check and measure each variant in `names` ({precision: file}); ship it into
     manifest["files"] or record it under manifest["rejected"]. Returns the manifest."""
-    from ridexport.runtime import OnnxGenerator
 
     eps = manifest["eps_levels"] / 255.0
     fp32_file = manifest["default_file"]

@@ -35,11 +35,14 @@ def protect(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo photos whose output already exists."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep EXIF (orientation reset to 1)."),
     backend: str = typer.Option("torch", "--backend", help="torch (the reference) or onnx (the exported file, onnxruntime)."),
+    seed: Optional[str] = typer.Option(None, "--seed", help="32 hex digits: the same seed for every photo, to reproduce "
+                                       "bytes in tests. Omit it in real use: each photo then gets a fresh secret seed."),
 ):
     """Protect photos with the PyTorch reference generator, or its ONNX export."""
     from ridtrain.protect import run_protect
 
-    raise typer.Exit(run_protect(inputs, out, model=model, eps=eps, fmt=fmt, overwrite=overwrite, keep_metadata=keep_metadata, backend=backend))
+    raise typer.Exit(run_protect(inputs, out, model=model, eps=eps, fmt=fmt, overwrite=overwrite, keep_metadata=keep_metadata,
+                                 backend=backend, seed=seed))
 
 
 @app.command(epilog=f"Bundled default model: {_bundled_note()}")
@@ -175,25 +178,43 @@ def evaluate(
     side: int = typer.Option(512, "--side", help="Working size the targets see: shorter side."),
     samples: int = typer.Option(4, "--samples", help="Draws of (t, noise) per image and condition."),
     seed: int = typer.Option(0, "--seed"),
+    purifications: Optional[List[str]] = typer.Option(
+        None, "--purify", help="Also measure after an attacker's purification of clean and protected photos (repeatable): "
+        "jpeg95, jpeg85, jpeg75, resize0.5, blur1, subtract-public-model, subtract-mean-delta (ridtrain/purify.py)."),
+    mean_delta_images: Optional[Path] = typer.Option(
+        None, "--mean-delta-images", help="subtract-mean-delta: other photos (the first 16, sorted) whose mean delta is subtracted."),
+    mean_delta_protected: Optional[Path] = typer.Option(
+        None, "--mean-delta-protected", help="With --protected: protected copies of the --mean-delta-images, named like them."),
+    attacker_model: Optional[str] = typer.Option(
+        None, "--attacker-model", help="subtract-public-model: the public model the attacker runs (default: --model, else the bundled one)."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (targets and generator)"),
     dtype: str = typer.Option("float32", "--dtype", help="Target weights: float32, float16 or bfloat16 (GPUs)."),
 ):
     """Adv-SDS objective and denoising MSE on clean, protected, same-L2 Gaussian and uniform +-eps
-    inputs; delta L-inf/L2/PSNR/SSIM; seconds per image. Prints JSON."""
+    inputs; delta L-inf/L2/PSNR/SSIM; seconds per image. Prints JSON; with --purify, also the
+    efficacy kept after each purification, as a table on stderr."""
     from ridtrain.evaluate import evaluate as run_eval
+    from ridtrain.evaluate import kept_table, purify_context, resolve_eps
     from ridtrain.generators import check_eps, load_generator
     from ridtrain.targets import load_targets
 
+    purifications = purifications or []
     try:
         if (model is None) == (protected is None):
             raise ValueError("give exactly one of --model or --protected")
         if eps is not None:
             check_eps(eps)
         gen = load_generator(model).to(device) if model else None
-        result = run_eval(load_targets(targets, device, _dtype(dtype)), images, protected, gen, eps, side, samples, seed)
+        context, notes = purify_context(purifications, images, resolve_eps(gen, eps), side, gen,
+                                        attacker_model or model or DEFAULT_MODEL, mean_delta_images, mean_delta_protected)
+        result = run_eval(load_targets(targets, device, _dtype(dtype)), images, protected, gen, eps, side, samples, seed,
+                          purifications, context)
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))
+    if purifications:
+        result["purify_notes"] = notes
+        typer.echo(kept_table(result), err=True)
     text = json.dumps(result, indent=2)
     if json_out:
         json_out.write_text(text + "\n")

@@ -54,11 +54,12 @@ class YamlConfig:
 
 @dataclass
 class TrainConfig(YamlConfig):
-    OPTIONAL: ClassVar[dict] = {"pgd_deltas": str, "t_max": int}
+    OPTIONAL: ClassVar[dict] = {"pgd_deltas": str, "t_max": int, "init_from": str}
 
     # generator
     arch: str = "rid-s"
     arch_overrides: dict = field(default_factory=dict)  # e.g. {channels: [8, 16, 32]} for tests
+    init_from: str | None = None  # a saved generator to start from (its tensors must fit; new ones keep their init)
     eps: int = 8  # 8-bit levels: 8 means 8/255 on the [0,1] scale
     # targets: diffusers checkpoint folders (or hub ids when online)
     targets: list = field(default_factory=list)
@@ -81,6 +82,10 @@ class TrainConfig(YamlConfig):
     aug_jpeg_quality: list = field(default_factory=lambda: [50.0, 95.0])
     aug_resize_prob: float = 0.5
     aug_resize_scale: list = field(default_factory=lambda: [0.5, 1.0])
+    # randomised generators (code_dim > 0): the attack on the public model, as augmentation, and
+    # diversity * mean cos² between one image's deltas under two codes
+    aug_subtract_prob: float = 0.0
+    diversity_weight: float = 0.0
     # optimisation
     steps: int = 1000
     batch: int = 8
@@ -100,5 +105,7 @@ class TrainConfig(YamlConfig):
         super().check_values()
         if self.target_dtype not in TARGET_DTYPES:
             raise ValueError(f"target_dtype must be one of {TARGET_DTYPES}, got {self.target_dtype!r}")
+        if not 0 <= self.aug_subtract_prob <= 1:
+            raise ValueError("aug_subtract_prob must be in [0, 1]")
         if self.keep_checkpoints < 1:
             raise ValueError("keep_checkpoints must be at least 1")

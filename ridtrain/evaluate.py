@@ -4,6 +4,12 @@ Protected images are made exactly as a user gets them (`rid protect`: full size,
 clean and protected go through the attacker's pre-processing (the canonical working size) into
 each target. Every condition sees the same draws of t, n and the VAE posterior (common random
 numbers, seeded per image and sample), so differences between conditions are not sampling noise.
+
+With purifications (ridtrain/purify.py), clean and protected photos also go through each one
+before the attacker's pre-processing, with the same draws, and the report gives the efficacy left
+and "kept" = 100 * efficacy after / efficacy without it. Every purification, the subtracting
+ones included, is applied to the clean photos too: an attacker who cannot tell protected photos
+from clean ones purifies them all, so the clean baseline is the purified clean photo.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import torch
 
 from ridtrain import pixels
 from ridtrain.data import DATA_MULTIPLE, find_images
+from ridtrain.purify import MEAN_DELTA_PHOTOS, PurifyContext, check_names, mean_working_delta, public_protector, purify
 from ridtrain.sds import adv_sds_loss, denoise_loss
 
 CONDITIONS = ("clean", "protected", "gaussian", "uniform")
+PURIFIED_CONDITIONS = ("clean", "protected")  # the noise baselines are reported unpurified only
+MEASURES = ("adv_sds", "denoise_mse")
 
 
 def _working(rgb: np.ndarray, side: int) -> torch.Tensor:
@@ -70,16 +79,26 @@ def delta_stats(clean: np.ndarray, protected: np.ndarray) -> dict:
     }
 
 
-def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, side=512, samples=4, seed=0) -> dict:
+def resolve_eps(gen, eps_levels: int | None) -> int:
+    """The bound evaluated: the one asked for, else the generator's, else 8 (--protected)."""
+    return eps_levels or (gen.config.eps if gen is not None else 8)
+
+
+def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, side=512, samples=4, seed=0,
+             purifications=(), context: PurifyContext | None = None) -> dict:
     """Either `gen` (a generator, run through the `rid protect` path) or `protected_dir` (images
-    with the same relative names as `images`, any of our output suffixes) gives the protected images."""
+    with the same relative names as `images`, any of our output suffixes) gives the protected images.
+    `purifications` (names of ridtrain.purify.PURIFICATIONS, with the `context` the subtracting
+    ones need) are measured on top, with the same draws as the unpurified photos."""
     from ridtrain.protect import protect_array
 
     if (gen is None) == (protected_dir is None):
         raise ValueError("give exactly one of a generator or a folder of protected images")
-    eps_levels = eps_levels or (gen.config.eps if gen is not None else 8)
+    purifications = check_names(purifications)
+    eps_levels = resolve_eps(gen, eps_levels)
     root, files = Path(images), find_images(images)
     sums = {tg.name: {c: [0.0, 0.0] for c in CONDITIONS} for tg in targets}
+    purified = {p: {tg.name: {c: [0.0, 0.0] for c in PURIFIED_CONDITIONS} for tg in targets} for p in purifications}
     stats, seconds = [], 0.0
     for i, path in enumerate(files):
         clean = pixels.load_image(path).rgb
@@ -95,20 +114,122 @@ def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, sid
         stats.append(delta_stats(clean, protected))
         noise_gen = torch.Generator().manual_seed(seed + 1_000_003 * i)
         inputs = conditions(_working(clean, side), _working(protected, side), eps_levels / 255, noise_gen)
-        for tg in targets:
-            for name, x in inputs.items():
-                sds, mse = target_losses(tg, x.to(tg.alphas_cumprod.device), samples, seed + 7919 * i)
-                sums[tg.name][name][0] += sds / len(files)
-                sums[tg.name][name][1] += mse / len(files)
-    return {
+        draws = seed + 7919 * i  # the same (t, n, posterior) for every condition and purification of this image
+        _accumulate(sums, targets, inputs, samples, draws, len(files))
+        for name in purifications:
+            inputs = {"clean": _working(purify(clean, name, context), side), "protected": _working(purify(protected, name, context), side)}
+            _accumulate(purified[name], targets, inputs, samples, draws, len(files))
+    report = {
         "images": len(files),
         "eps_levels": eps_levels,
         "side": side,
         "samples_per_image": samples,
-        "targets": {t: {c: {"adv_sds": v[0], "denoise_mse": v[1]} for c, v in conds.items()} for t, conds in sums.items()},
+        "targets": _as_measures(sums),
         "delta": {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {},
         "seconds_per_image": seconds / len(files) if gen is not None and files else None,
     }
+    if purifications:
+        report["purified"] = {name: _as_measures(per) for name, per in purified.items()}
+        report["kept_pct"] = kept_pct(report)
+    return report
+
+
+def _accumulate(sums: dict, targets, inputs: dict, samples: int, draws: int, images: int) -> None:
+    """Add (Adv-SDS, denoising MSE) / images of each input, for each target, to sums[target][input]."""
+    for tg in targets:
+        for name, x in inputs.items():
+            sds, mse = target_losses(tg, x.to(tg.alphas_cumprod.device), samples, draws)
+            sums[tg.name][name][0] += sds / images
+            sums[tg.name][name][1] += mse / images
+
+
+def _as_measures(sums: dict) -> dict:
+    return {t: {c: dict(zip(MEASURES, v)) for c, v in conds.items()} for t, conds in sums.items()}
+
+
+def kept_pct(report: dict) -> dict:
+    """purification -> target -> measure -> 100 * (efficacy after it) / (efficacy without it);
+    None where the unpurified efficacy is 0."""
+    out = {}
+    for name, per_target in report["purified"].items():
+        out[name] = {}
+        for tg, conds in per_target.items():
+            base = report["targets"][tg]
+            out[name][tg] = {m: _pct(conds["protected"][m] - conds["clean"][m], base["protected"][m] - base["clean"][m])
+                             for m in MEASURES}
+    return out
+
+
+def _pct(value: float, reference: float) -> float | None:
+    return 100 * value / reference if reference else None
+
+
+def kept_table(report: dict, measure: str = "denoise_mse") -> str:
+    """Rows: no purification and each purification; per target, the efficacy (protected - clean)
+    and the percentage of the unpurified efficacy kept."""
+    targets = list(report["targets"])
+    lines = [f"efficacy = protected - clean, {measure}, and % kept of the unpurified efficacy",
+             f"{'purification':24}" + "".join(f"{t:>28}" for t in targets)]
+    rows = {"none": report["targets"], **report.get("purified", {})}
+    for name, per_target in rows.items():
+        cells = []
+        for t in targets:
+            gain = per_target[t]["protected"][measure] - per_target[t]["clean"][measure]
+            kept = 100.0 if name == "none" else report["kept_pct"][name][t][measure]
+            cells.append(f"{gain:+.6f} ({'n/a' if kept is None else f'{kept:.1f} %'})".rjust(28))
+        lines.append(f"{name:24}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def purify_context(purifications, images, eps_levels: int, side: int, gen=None, attacker_model: str | None = None,
+                   mean_delta_images=None, mean_delta_protected=None) -> tuple[PurifyContext, dict]:
+    """What `evaluate` needs for the subtracting purifications, and notes on it for the report.
+
+    subtract-public-model runs `attacker_model` as an attacker gets it (its shipped ONNX export
+    when it has one), asked for the evaluated bound. subtract-mean-delta averages the deltas of
+    the first MEAN_DELTA_PHOTOS photos of `mean_delta_images` (other photos than `images`),
+    protected by `gen` with fresh seeds, or read from `mean_delta_protected` (same names)."""
+    check_names(purifications)
+    context, notes = PurifyContext(eps_levels=eps_levels, side=side), {}
+    if "subtract-public-model" in purifications:
+        if attacker_model is None:
+            raise ValueError("subtract-public-model needs the public model (--attacker-model)")
+        context.protector, backend = public_protector(attacker_model)
+        notes["subtract-public-model"] = {"model": str(attacker_model), "backend": backend, "eps_levels": eps_levels}
+    if "subtract-mean-delta" in purifications:
+        if mean_delta_images is None:
+            raise ValueError("subtract-mean-delta needs other photos to estimate the mean delta from (--mean-delta-images)")
+        files = find_images(mean_delta_images)[:MEAN_DELTA_PHOTOS]
+        check_disjoint(files, find_images(images))
+        pairs = mean_delta_pairs(files, Path(mean_delta_images), eps_levels, gen, mean_delta_protected)
+        context.mean_delta = mean_working_delta(pairs, side)
+        notes["subtract-mean-delta"] = {"photos": len(files), "from": str(mean_delta_images), "working_side": side,
+                                        "estimator": "oracle: mean of (protected - clean) at the working size"}
+    return context, notes
+
+
+def mean_delta_pairs(files, root: Path, eps_levels: int, gen=None, protected_dir=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(clean, protected) uint8 pairs of the mean-delta photos: protected now by `gen` (a fresh
+    seed each, as users get them), or read from `protected_dir`."""
+    from ridtrain.protect import protect_array
+
+    if (gen is None) == (protected_dir is None):
+        raise ValueError("the mean delta needs either the generator (--model) or protected copies of its photos (--mean-delta-protected), not both")
+    pairs = []
+    for path in files:
+        clean = pixels.load_image(path).rgb
+        protected = protect_array(gen, clean, eps_levels) if gen is not None else pixels.load_image(_match(Path(protected_dir), root, path)).rgb
+        if protected.shape != clean.shape:
+            raise ValueError(f"{path}: its protected copy has another size")
+        pairs.append((clean, protected))
+    return pairs
+
+
+def check_disjoint(estimation: list[Path], evaluated: list[Path]) -> None:
+    """A photo in both sets would let the mean delta carry its own image-specific delta."""
+    shared = {p.resolve() for p in estimation} & {p.resolve() for p in evaluated}
+    if shared:
+        raise ValueError(f"the mean-delta photos must be other photos than the evaluated ones; shared: {sorted(map(str, shared))}")
 
 
 def _match(protected_dir: Path, root: Path, image: Path) -> Path:

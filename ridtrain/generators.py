@@ -1,9 +1,11 @@
 """RID generators: x in [0,1] -> delta = eps * tanh(g(x)), |delta| <= eps.
 
-Two families share one contract (`forward(x, eps=None) -> delta`):
+Two families share one contract (`forward(x, eps=None, code=None) -> delta`):
 - `CompactGenerator` (rid-s, rid-m): fully convolutional, works at 1/4 resolution after a
   pixel-unshuffle so that it is cheap enough for a browser. Uses only Conv, Resize, Add/Mul,
   Sigmoid/Tanh and space-to-depth/depth-to-space, which onnxruntime-web runs on WebGPU and WASM.
+  With `code_dim`, it is randomised: a per-photo random code (ridtrain/seeds.py) modulates its
+  features and draws its tile, so that delta depends on the photo AND on a secret draw.
 - `DiTGenerator` (rid-dit): the paper's pixel-space DiT (patch 16, hidden 1152, depth 14).
 
 Both are diffusers `ModelMixin`s, so `save_pretrained`/`from_pretrained` write and read
@@ -41,23 +43,36 @@ class _Generator(ModelMixin, ConfigMixin):
     stride: int = 1
 
     @property
+    def code_dim(self) -> int:
+        """Length of the random code input; 0 for a deterministic generator."""
+        return self.config.get("code_dim", 0)
+
+    @property
     def working_size_rule(self) -> dict:
         """pixels.working_size's arguments for this generator; the manifest's pipeline.working_size."""
         return {"side": self.config.working_side, "multiple": self.stride, "max_long": MAX_LONG}
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+    def random_code(self, n: int, device=None) -> torch.Tensor:
+        """Fresh codes (n, code_dim), uniform in (-1, 1) as seeds.seed_code's are: what a
+        protection without a given seed gets, and what training draws."""
+        return 2 * torch.rand(n, self.code_dim, device=device) - 1
+
+    def forward(self, x: torch.Tensor, eps: float | None = None, code: torch.Tensor | None = None) -> torch.Tensor:
         """x: (N,3,H,W) in [0,1], H and W multiples of `self.stride`. eps on the [0,1] scale;
-        defaults to the trained eps. Returns delta with |delta| <= eps."""
+        defaults to the trained eps. code: (N, code_dim) or (1, code_dim), for a randomised
+        generator; None draws a fresh one per image. Returns delta with |delta| <= eps."""
         if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
             raise ValueError(f"H and W must be multiples of {self.stride}, got {tuple(x.shape[-2:])}")
         eps = self.config.eps / 255.0 if eps is None else eps
-        return eps * torch.tanh(self.raw(x))
+        if self.code_dim:
+            code = self.random_code(len(x), x.device) if code is None else code.to(x.device, x.dtype).expand(x.shape[0], -1)
+        return eps * torch.tanh(self.raw(x, code))
 
-    def protect(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
-        return (x + self(x, eps)).clamp(0.0, 1.0)
+    def protect(self, x: torch.Tensor, eps: float | None = None, code: torch.Tensor | None = None) -> torch.Tensor:
+        return (x + self(x, eps, code)).clamp(0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- compact family
@@ -97,6 +112,9 @@ class CompactGenerator(_Generator):
         blocks: tuple[int, ...] = (0, 2, 2),
         up_blocks: tuple[int, ...] = (0, 1),
         pattern: int = 0,
+        code_dim: int = 0,
+        code_hidden: int = 8,
+        code_tiles: int = 4,
     ):
         super().__init__()
         check_eps(eps)
@@ -126,24 +144,47 @@ class CompactGenerator(_Generator):
             if self.stride % pattern:
                 raise ValueError(f"pattern period {pattern} must divide the stride {self.stride}")
             self.tile = nn.Parameter(torch.zeros(1, 3 * pattern**2, 1, 1))
+        # The random code: an embedding whose FiLM (scale, shift) modulates the bottleneck and the
+        # last decoder features, and (with a tile) a random mix of `code_tiles` learned tiles
+        # added to the fixed one. Small on purpose: the browser's file must stay under 2 MB. The
+        # FiLM layers start at zero (the net starts deterministic); the tile bank starts small
+        # but not zero, or its expected gradient over random codes would keep it there.
+        if code_dim:
+            film = 2 * (channels[-1] + channels[0])
+            self.code_embed = nn.Sequential(nn.Linear(code_dim, code_hidden), nn.SiLU(), nn.Linear(code_hidden, film))
+            nn.init.zeros_(self.code_embed[2].weight)
+            nn.init.zeros_(self.code_embed[2].bias)
+            if pattern:
+                self.code_mix = nn.Linear(code_dim, code_tiles, bias=False)
+                self.code_tile_bank = nn.Parameter(torch.randn(code_tiles, 3 * pattern**2) * 1e-4)
 
-    def raw(self, x):
+    def raw(self, x, code=None):
         h = F.silu(self.stem(self.to_space(2 * x - 1)))  # (N, c0, H/r, W/r)
+        film = self.code_embed(code)[:, :, None, None] if self.config.code_dim else None  # (N, 2(c_last + c0), 1, 1)
         skips = []
         for i, enc in enumerate(self.enc):
             if i > 0:
                 h = F.silu(self.downs[i - 1](h))
             h = enc(h)
             skips.append(h)
+        if film is not None:
+            scale, shift, film = film.split([h.shape[1], h.shape[1], film.shape[1] - 2 * h.shape[1]], dim=1)
+            h = h * (1 + scale) + shift
         for i in reversed(range(len(self.ups))):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = self.dec[i](F.silu(self.ups[i](h)) + skips[i])
+        if film is not None:
+            scale, shift = film.chunk(2, dim=1)
+            h = h * (1 + scale) + shift
         out = self.from_space(self.head(h))  # (N, 3, H, W)
         if self.config.pattern:
             p = self.config.pattern
             # (N, 3p², H/p, W/p), one tile per cell. The gain multiplies a runtime tensor, so the
             # exporter cannot fold it into the stored tile, which stays fp16-exact (a lossless w16).
-            cells = (x[:, :1, ::p, ::p] * 0 + self.tile) * PATTERN_GAIN
+            tile = self.tile
+            if self.config.code_dim:
+                tile = tile + (self.code_mix(code) @ self.code_tile_bank)[:, :, None, None]  # (N, 3p², 1, 1)
+            cells = (x[:, :1, ::p, ::p] * 0 + tile) * PATTERN_GAIN
             out = out + F.pixel_shuffle(cells, p)
         return out
 
@@ -221,7 +262,7 @@ class DiTGenerator(_Generator):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def raw(self, x):
+    def raw(self, x, code=None):
         n, _, h, w = x.shape
         p, gh, gw = self.config.patch, h // self.config.patch, w // self.config.patch
         t = self.patchify(2 * x - 1).flatten(2).transpose(1, 2)  # (N, T, hidden)

@@ -17,24 +17,35 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ridtrain.generators import check_eps, load_generator
+from ridtrain.seeds import code_for, parse_seed
 from ridtrain.pixels import (MAX_PIXELS, SAVE_OPTIONS, ImageError, add_delta, encode_image, is_image_path, load_image, to_float,
                              to_uint8, working_image, write_atomic)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
-    """uint8 (H,W,3) -> protected uint8 (H,W,3); eps in 8-bit levels, default the model's."""
-    return to_uint8(protected_float(gen, rgb, eps_levels))
+def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
+    """uint8 (H,W,3) -> protected uint8 (H,W,3); eps in 8-bit levels, default the model's. A
+    randomised generator gets the code of `seed` (ridtrain/seeds.py); None draws a fresh seed,
+    which is what real use must do."""
+    return to_uint8(protected_float(gen, rgb, eps_levels, seed))
 
 
-def protected_float(gen, rgb: np.ndarray, eps_levels: int | None = None) -> torch.Tensor:
+def protected_float(gen, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> torch.Tensor:
     """uint8 (H,W,3) -> the protected photo before rounding, float32 (1,3,H,W) in [0,1]."""
     eps = check_eps(gen.config.eps if eps_levels is None else eps_levels) / 255.0
     x = to_float(rgb).to(gen.device)  # (1, 3, H, W)
     with torch.inference_mode():
-        delta = gen(working_image(x, **gen.working_size_rule), eps)  # (1, 3, hw, ww)
+        delta = gen(working_image(x, **gen.working_size_rule), eps, code_tensor(gen, seed))  # (1, 3, hw, ww)
         return add_delta(x, delta, eps).cpu()
+
+
+def code_tensor(gen, seed: bytes | str | None) -> torch.Tensor | None:
+    """The (1, code_dim) code of a seed for a randomised generator (a fresh seed when None);
+    None for a deterministic one, which takes no code."""
+    if not gen.code_dim:
+        return None
+    return torch.from_numpy(code_for(seed, gen.code_dim))[None]
 
 
 class TorchProtector:
@@ -43,8 +54,11 @@ class TorchProtector:
     def __init__(self, gen):
         self.gen, self.config = gen, gen.config
 
-    def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None) -> np.ndarray:
-        return protect_array(self.gen, rgb, eps_levels)
+    def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
+        return protect_array(self.gen, rgb, eps_levels, seed)
+
+    def protected_float(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
+        return protected_float(self.gen, rgb, eps_levels, seed).numpy()
 
 
 @dataclass
@@ -75,25 +89,30 @@ def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], l
 
 
 def protect_bytes(protector, data: bytes, eps: int | None = None, fmt: str = "png", keep_metadata: bool = False,
-                  max_pixels: int = MAX_PIXELS) -> bytes:
+                  max_pixels: int = MAX_PIXELS, seed: bytes | str | None = None) -> bytes:
     """An image file's bytes -> the protected image encoded as lossless `fmt`, with a
     TorchProtector or OnnxProtector. The CLI and the server both call this, so the same photo
-    gives the same bytes. Raises ImageError."""
+    and seed give the same bytes (seed None: a fresh one). Raises ImageError."""
     dec = load_image(data, max_pixels)
-    out = protector.protect_array(dec.rgb, eps)
+    out = protector.protect_array(dec.rgb, eps, seed)
     return encode_image(out, dec.alpha, fmt, exif=dec.exif if keep_metadata else None, icc=dec.icc_profile)
 
 
-def protect_file(protector, job: Job, eps: int | None, fmt: str, keep_metadata: bool) -> None:
+def protect_file(protector, job: Job, eps: int | None, fmt: str, keep_metadata: bool, seed=None) -> None:
     """Load, protect and save one photo (written atomically); raises ImageError or OSError."""
-    data = protect_bytes(protector, job.src.read_bytes(), eps, fmt, keep_metadata)
+    data = protect_bytes(protector, job.src.read_bytes(), eps, fmt, keep_metadata, seed=seed)
     job.dst.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(job.dst, data)
 
 
-def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str) -> str | None:
+def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str, seed: str | None = None) -> str | None:
     if fmt not in SAVE_OPTIONS:
         return f"unknown format {fmt!r}; choose one of {sorted(SAVE_OPTIONS)}"
+    if seed is not None:
+        try:
+            parse_seed(seed)
+        except ValueError as e:
+            return str(e)
     if eps is not None:
         try:
             check_eps(eps)
@@ -129,11 +148,12 @@ def load_backend(model: str, backend: str = "torch", threads: int | None = None)
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
-def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = "png", overwrite: bool = False, keep_metadata: bool = False, backend: str = "torch") -> int:
+def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = "png", overwrite: bool = False, keep_metadata: bool = False, backend: str = "torch", seed: str | None = None) -> int:
     """Protect every photo in `inputs` into `out_dir`; returns the exit code (0 ok, 1 some
-    photos failed, 2 usage error). One error line per bad photo on stderr; the batch goes on."""
+    photos failed, 2 usage error). One error line per bad photo on stderr; the batch goes on.
+    Each photo draws a fresh seed unless `seed` fixes one for all (reproducing, testing)."""
     inputs, out_dir = [Path(p) for p in inputs], Path(out_dir)
-    if msg := _usage_error(inputs, out_dir, eps, fmt):
+    if msg := _usage_error(inputs, out_dir, eps, fmt, seed):
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -144,13 +164,13 @@ def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = 
     jobs, errors = find_jobs(inputs, out_dir, fmt)
     for line in errors:
         print(line, file=sys.stderr)
-    done, skipped, failed = _run_jobs(protector, jobs, eps, fmt, overwrite, keep_metadata)
+    done, skipped, failed = _run_jobs(protector, jobs, eps, fmt, overwrite, keep_metadata, seed)
     failed += len(errors)
     print(f"{done} protected, {skipped} skipped (already done), {failed} failed -> {out_dir}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_jobs(protector, jobs: list[Job], eps, fmt, overwrite, keep_metadata) -> tuple[int, int, int]:
+def _run_jobs(protector, jobs: list[Job], eps, fmt, overwrite, keep_metadata, seed=None) -> tuple[int, int, int]:
     done = skipped = failed = 0
     columns = (TextColumn("protect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     console = Console(stderr=True)
@@ -160,7 +180,7 @@ def _run_jobs(protector, jobs: list[Job], eps, fmt, overwrite, keep_metadata) ->
                 skipped += 1
                 continue
             try:
-                protect_file(protector, job, eps, fmt, keep_metadata)
+                protect_file(protector, job, eps, fmt, keep_metadata, seed)
                 done += 1
             except (ImageError, OSError, MemoryError) as e:
                 reason = str(e) if isinstance(e, ImageError) else f"{type(e).__name__}: {e}"

@@ -39,6 +39,43 @@ def regression_loss(delta, delta_pgd, has_delta):
     return per_image[has_delta].mean()
 
 
+def seed_diversity_loss(delta, delta_other):
+    """Mean cos² between the deltas of one image under two independent codes: 0 when they are
+    orthogonal. Not cos itself: -1 (delta' = -delta) would let another seed undo a protection."""
+    a, b = delta.flatten(1), delta_other.flatten(1)
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+    return cos.pow(2).mean()
+
+
+def subtract_public_model(gen, x_protected, eps, prob: float):
+    """The attack on a public generator, as augmentation: with probability `prob` per image, the
+    attacker runs the model on the protected image with a code of their own and subtracts it.
+    Differentiable through both runs, so training learns a delta that this does not undo."""
+    if prob <= 0:
+        return x_protected
+    hit = (torch.rand(len(x_protected), device=x_protected.device) < prob).view(-1, 1, 1, 1)
+    if not hit.any():
+        return x_protected
+    purified = (x_protected - gen(x_protected, eps)).clamp(0, 1)
+    return torch.where(hit, purified, x_protected)
+
+
+def warm_start(gen, folder: str) -> None:
+    """Start from a saved generator's weights: every tensor it has must fit (same name, same
+    shape); tensors it lacks (a randomised generator's code layers, grown from a deterministic
+    one) keep their initialisation."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if len(files) != 1:
+        raise ValueError(f"init_from: expected one .safetensors file in {folder}, found {len(files)}")
+    saved, own = load_file(files[0]), gen.state_dict()
+    misfit = [k for k, v in saved.items() if k not in own or own[k].shape != v.shape]
+    if misfit:
+        raise ValueError(f"init_from {folder}: tensors that do not fit this generator: {misfit}")
+    gen.load_state_dict(saved, strict=False)
+
+
 def checkpoints(output: Path) -> list[Path]:
     return sorted(output.glob("checkpoint-*"))
 
@@ -92,6 +129,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     output = Path(cfg.output)
 
     gen = build_generator(cfg.arch, eps=cfg.eps, working_side=cfg.side, **cfg.arch_overrides)
+    if cfg.init_from and not resume:
+        warm_start(gen, cfg.init_from)
     if not cfg.targets:
         raise ValueError("config names no targets")
     targets = load_targets(cfg.targets, device=accelerator.device, dtype=DTYPES[cfg.target_dtype])
@@ -119,11 +158,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     while step < cfg.steps:
         for x, delta_pgd, has_delta in loader:
             with accelerator.autocast():
-                delta = gen(x, eps)
-                x_adv = robustness_augment((x + delta).clamp(0, 1), cfg)
+                delta = gen(x, eps)  # a randomised generator draws a fresh code per image
+                x_prot = subtract_public_model(gen, (x + delta).clamp(0, 1), eps, cfg.aug_subtract_prob)
+                x_adv = robustness_augment(x_prot, cfg)
                 sds = ensemble_sds_loss(targets, x_adv, t_range=t_range)
                 reg = regression_loss(delta, delta_pgd, has_delta)
-                loss = sds + cfg.pgd_lambda * reg
+                div = seed_diversity_loss(delta, gen(x, eps)) if cfg.diversity_weight else delta.new_zeros(())
+                loss = sds + cfg.pgd_lambda * reg + cfg.diversity_weight * div
             opt.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if cfg.grad_clip:
@@ -132,12 +173,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             sched.step()
             step += 1
 
-            loss, sds, reg = (accelerator.reduce(v.detach(), "mean").item() for v in (loss, sds, reg))
+            loss, sds, reg, div = (accelerator.reduce(v.detach(), "mean").item() for v in (loss, sds, reg, div))
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4g}")
             if metrics:
                 now = time.perf_counter()
-                row = {"step": step, "loss": loss, "sds": sds, "reg": reg, "lr": sched.get_last_lr()[0], "sec": now - tic}
+                row = {"step": step, "loss": loss, "sds": sds, "reg": reg, "div": div, "lr": sched.get_last_lr()[0], "sec": now - tic}
                 tic = now
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()

@@ -19,12 +19,14 @@ from ridtrain.generators import count_params, load_generator, round_weights_to_f
 
 NAME = "rid-s-proxy"
 SUMMARY = (
-    "rid-s (with a learned period-16 tile) trained for {steps} steps with Adv-SDS, the AdvDM regulariser and "
-    "JPEG/resize augmentation, at a {side}-px working side (the proxies' scale: photos are protected at that size, "
-    "and the perturbation is enlarged to the photo), "
-    "against two small latent diffusion models that this project trained from scratch on CPUs on 18 sample "
-    "photos from scikit-image and matplotlib (proxies; see trained_against). It was NOT trained against "
-    "Stable Diffusion or any real personalization model and gives no assurance against them."
+    "rid-s (with a learned period-16 tile) made randomised: every protection draws a fresh secret seed whose code "
+    "modulates the net and mixes tiles, so the perturbation depends on the photo and on that draw. Trained for "
+    "{steps} steps (from a deterministic rid-s) with Adv-SDS, a seed-diversity term, the subtract-the-public-model "
+    "attack and JPEG/resize as augmentation, at a {side}-px working side (the proxies' scale: photos are protected "
+    "at that size, and the perturbation is enlarged to the photo), "
+    "against {count} small latent diffusion models with {vaes} different VAEs that this project trained from scratch "
+    "on CPUs on 18 sample photos from scikit-image and matplotlib (proxies; see trained_against). It was NOT trained "
+    "against Stable Diffusion or any real personalization model and gives no assurance against them."
 )
 
 
@@ -35,7 +37,17 @@ def proxy_entry(path: str) -> dict:
     cfg = yaml.safe_load((Path(path) / "proxy_config.yaml").read_text())
     return {"path": path, "kind": "proxy latent diffusion model trained here (rid proxy train)",
             "vae_parameters": count_params(target.vae), "unet_parameters": count_params(target.unet),
-            "seed": cfg["seed"], "unet_width": cfg["width"], "unet_layers": cfg["unet_layers"]}
+            "seed": cfg["seed"], "unet_width": cfg["width"], "unet_layers": cfg["unet_layers"],
+            "vae": f"shared with {Path(cfg['vae']).name}" if cfg.get("vae") else "its own"}
+
+
+def vae_sources(targets: list[str]) -> set[str]:
+    """The distinct VAEs of proxy targets: a proxy trained with `vae:` reuses that proxy's."""
+    sources = set()
+    for path in targets:
+        cfg = yaml.safe_load((Path(path) / "proxy_config.yaml").read_text())
+        sources.add(Path(cfg["vae"]).name if cfg.get("vae") else Path(path).name)
+    return sources
 
 
 def main(src: str, dst: str, efficacy: str | None = None) -> None:
@@ -52,7 +64,7 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
     shutil.copyfile(src_dir / "train_config.yaml", tmp / "train_config.yaml")
     card = {
         "name": NAME,
-        "summary": SUMMARY.format(steps=cfg["steps"], side=cfg["side"]),
+        "summary": SUMMARY.format(steps=cfg["steps"], side=cfg["side"], count=len(cfg["targets"]), vaes=len(vae_sources(cfg["targets"]))),
         "arch": cfg["arch"],
         "eps_levels": cfg["eps"],
         "working_side": cfg["side"],

@@ -25,6 +25,7 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
 from starlette.formparsers import MultiPartParser
 
+from ridtrain.seeds import parse_seed
 from server_fallback import errors
 from server_fallback.limits import BodyLimit, JobGate
 from server_fallback.settings import BUILD_WEB, Settings
@@ -42,7 +43,7 @@ class ErrorBody(BaseModel):
 ERRORS = {
     413: "body_too_large, too_many_pixels (checked from the header, before decoding)",
     415: "unsupported_type: the content is not JPEG, PNG or WebP",
-    422: "empty_file, corrupt_image (also truncated, or unreadable behind valid magic bytes), unsupported_mode, bad_eps, bad_request",
+    422: "empty_file, corrupt_image (also truncated, or unreadable behind valid magic bytes), unsupported_mode, bad_eps, bad_seed, bad_request",
     429: "rate_limited (per client address); see Retry-After",
     503: "overloaded: all job slots and the queue are busy; see Retry-After",
 }
@@ -111,14 +112,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         eps: int | None = Form(None, description="bound in 8-bit levels; default the model's", examples=[8]),
         format: Literal["png", "webp-lossless"] = Form("png", description="lossless output format"),
         keep_metadata: bool = Form(False, description="keep EXIF (GPS included); stripped by default"),
+        seed: str | None = Form(None, description="32 hex digits, to reproduce bytes in parity checks only; omit it "
+                                "in real use: the server then draws a fresh secret seed per photo and keeps none"),
     ):
         if not request.app.state.ready:
             raise errors.ApiError(503, "not_ready", "the model failed its parity self-check at start-up; see /readyz")
         protector = request.app.state.protector
         if eps is not None and eps not in protector.eps_allowed:
             raise errors.ApiError(422, "bad_eps", f"eps must be one of {protector.eps_allowed}, got {eps}")
+        if seed is not None:
+            try:
+                seed = parse_seed(seed)
+            except ValueError as err:
+                raise errors.ApiError(422, "bad_seed", str(err)) from None
         data = await file.read()
-        body, ms = await gate.run(protect_upload, protector, data, eps, format, keep_metadata, settings.max_pixels)
+        body, ms = await gate.run(protect_upload, protector, data, eps, format, keep_metadata, settings.max_pixels, seed)
         manifest = protector.manifest
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(file.filename or "photo").stem)[:100] or "photo"
         extension, media_type = FORMATS[format][0], FORMATS[format][1]

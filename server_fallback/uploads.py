@@ -24,7 +24,8 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def protect_upload(protector, data: bytes, eps: int | None, fmt: str, keep_metadata: bool, max_pixels: int) -> tuple[bytes, float]:
+def protect_upload(protector, data: bytes, eps: int | None, fmt: str, keep_metadata: bool, max_pixels: int,
+                   seed: bytes | None = None) -> tuple[bytes, float]:
     """(encoded protected image, milliseconds); raises ApiError for anything the client sent wrong."""
     started = time.perf_counter()
     if not data:
@@ -32,7 +33,7 @@ def protect_upload(protector, data: bytes, eps: int | None, fmt: str, keep_metad
     if sniff(data) is None:
         raise ApiError(415, "unsupported_type", "not a JPEG, PNG or WebP image (judged by its content, not its name)")
     try:
-        out = protect_bytes(protector, data, eps, FORMATS[fmt][0], keep_metadata, max_pixels)
+        out = protect_bytes(protector, data, eps, FORMATS[fmt][0], keep_metadata, max_pixels, seed=seed)
     except ImageError as err:
         # The magic bytes said JPEG/PNG/WebP: a file Pillow then cannot identify is a corrupt one.
         code = "corrupt_image" if err.code == "not_an_image" else err.code

@@ -73,6 +73,10 @@ def perturbed_generator(tmp_path_factory):
             torch.nn.init.normal_(gen.head.bias, std=bias_std)
         if hasattr(gen, "tile"):  # a periodic part of about half a unit before the tanh
             torch.nn.init.normal_(gen.tile, std=0.5 / PATTERN_GAIN)
+        if gen.code_dim:  # the code moves the features and draws a tile: delta depends on it
+            torch.nn.init.normal_(gen.code_embed[2].weight, std=0.2)
+            if hasattr(gen, "code_tile_bank"):
+                torch.nn.init.normal_(gen.code_tile_bank, std=0.5 / PATTERN_GAIN)
         if fp16_exact:
             round_weights_to_fp16(gen)
         path = tmp_path_factory.mktemp("gen") / ("rid-s-perturbed" + ("-fp16" if fp16_exact else ""))

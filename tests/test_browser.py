@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -21,6 +22,7 @@ from bad_inputs import encode, photo, with_orientation
 from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL
 from ridtrain import pixels
 from ridtrain.protect import load_backend, onnx_folder, protected_float
+from ridtrain.seeds import DOMAIN, seed_code
 from server_fallback.launch import running
 from server_fallback.settings import Settings
 
@@ -33,22 +35,29 @@ ARTIFACTS = REPO / "test-artifacts"
 FIXTURE = onnx_folder("default") / "fixture"
 MANIFEST = json.loads((onnx_folder("default") / "manifest.json").read_text())
 MANIFEST_URL = f"/models/{MANIFEST['name']}/manifest.json"
+PARITY = json.loads((FIXTURE / "parity.json").read_text())
+RANDOMISED = bool(MANIFEST.get("seed"))  # a randomised generator: its graph takes the seed's code
+SEED = "0123456789abcdef0f1e2d3c4b5a6978"  # a fixed seed for the real-photo checks (real use never fixes one)
 
 MISSING = not Path(CHROMIUM).exists() or not (DIST / "index.html").exists()
 if MISSING and os.environ.get("RID_REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
     raise RuntimeError(f"browser tests need {CHROMIUM} and {DIST}/index.html (scripts/setup.sh)")
 pytestmark = pytest.mark.skipif(MISSING, reason="needs /usr/bin/chromium and web/dist (scripts/setup.sh installs and builds both)")
 
-PROTECT_JS = """async ([b64, backend, eps, manifestUrl]) => {
+PROTECT_JS = """async ([b64, backend, eps, manifestUrl, seeds, serverUrl]) => {
   const { createProtector } = await import('/rid.js');
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  const p = await createProtector({ manifestUrl, backend });
+  const p = await createProtector({ manifestUrl, backend, serverUrl });
+  const b64of = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 32768) s += String.fromCharCode(...u8.subarray(i, i + 32768)); return btoa(s); };
   try {
-    const r = await p.protect(new Blob([bytes]), { float: true, eps });
-    const png = new Uint8Array(await r.blob.arrayBuffer());
-    const b64of = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 32768) s += String.fromCharCode(...u8.subarray(i, i + 32768)); return btoa(s); };
-    return { backend: r.backend, threads: r.threads, width: r.width, height: r.height, png: b64of(png),
-             floats: b64of(new Uint8Array(r.floats.buffer)), isolated: self.crossOriginIsolated };
+    const out = [];
+    for (const seed of seeds) {  // one protection per entry; null: no seed given (a fresh one)
+      const r = await p.protect(new Blob([bytes]), seed === null ? { float: true, eps } : { float: true, eps, seed });
+      const png = new Uint8Array(await r.blob.arrayBuffer());
+      out.push({ backend: r.backend, threads: r.threads, width: r.width, height: r.height, png: b64of(png),
+                 floats: r.floats ? b64of(new Uint8Array(r.floats.buffer)) : null, isolated: self.crossOriginIsolated });
+    }
+    return out;
   } finally { p.close(); }
 }"""
 
@@ -86,11 +95,20 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def protect_in_page(page, data: bytes, backend: str = "wasm", eps: int | None = None) -> dict:
-    r = page.evaluate(PROTECT_JS, [b64(data), backend, eps, MANIFEST_URL])
-    r["png"] = base64.b64decode(r["png"])
-    r["floats"] = np.frombuffer(base64.b64decode(r["floats"]), dtype="<f4").reshape(1, 3, r["height"], r["width"])
-    return r
+def protect_many_in_page(page, data: bytes, seeds: list[str | None], backend: str = "wasm", eps: int | None = None,
+                         server_url: str | None = None) -> list[dict]:
+    """One protector, one protection per seed (None: none given, so the worker draws a fresh one)."""
+    results = page.evaluate(PROTECT_JS, [b64(data), backend, eps, MANIFEST_URL, seeds, server_url])
+    for r in results:
+        r["png"] = base64.b64decode(r["png"])
+        r["pixels"] = np.asarray(Image.open(io.BytesIO(r["png"])))
+        if r["floats"] is not None:
+            r["floats"] = np.frombuffer(base64.b64decode(r["floats"]), dtype="<f4").reshape(1, 3, r["height"], r["width"])
+    return results
+
+
+def protect_in_page(page, data: bytes, backend: str = "wasm", eps: int | None = None, seed: str | None = None) -> dict:
+    return protect_many_in_page(page, data, [seed], backend, eps)[0]
 
 
 def check_rule(expected_float, got_float, expected8, got8):
@@ -102,8 +120,8 @@ def check_rule(expected_float, got_float, expected8, got8):
 @pytest.mark.parametrize("path,threads", [("/", 2), ("/examples/host.html", 1)], ids=["2-threads-isolated", "1-thread"])
 def test_wasm_parity_on_the_fixture_photos(server, page, path, threads):
     page.goto(server + path)
-    for case in json.loads((FIXTURE / "parity.json").read_text())["photos"]:
-        r = protect_in_page(page, (FIXTURE / case["input_png"]).read_bytes())
+    for case in PARITY["photos"]:
+        r = protect_in_page(page, (FIXTURE / case["input_png"]).read_bytes(), eps=case["eps_levels"], seed=case.get("seed"))
         assert (r["backend"], r["threads"], r["isolated"]) == ("wasm", threads, threads > 1)
         expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
         check_rule(expected, r["floats"], np.asarray(Image.open(FIXTURE / case["protected_png"])), np.asarray(Image.open(io.BytesIO(r["png"]))))
@@ -123,9 +141,9 @@ def test_wasm_parity_on_real_photos(server, page, corpus, name):
             "alpha.png": alpha_png,
             "odd-533x301.png": lambda: encode(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB").resize((533, 301)), "PNG")}[name]()
     page.goto(server + "/")
-    r = protect_in_page(page, data)
+    r = protect_in_page(page, data, seed=SEED)
     decoded = pixels.load_image(data)
-    expected = protected_float(load_backend("default", "torch").gen, decoded.rgb).numpy()
+    expected = protected_float(load_backend("default", "torch").gen, decoded.rgb, seed=SEED).numpy()
     out = np.asarray(Image.open(io.BytesIO(r["png"])))
     check_rule(expected, r["floats"], pixels.to_uint8(torch.from_numpy(expected)), out[..., :3])
     if decoded.alpha is not None:
@@ -141,35 +159,121 @@ def test_js_working_size_is_pythons(server, page):
     assert [tuple(v) for v in js] == [pixels.working_size(h, w, **MANIFEST["pipeline"]["working_size"]) for h, w in sizes]
 
 
+def test_js_seed_code_is_pythons_bit_for_bit(server, page):
+    """The browser's seed rule (web/src/shared/seed.js, crypto.subtle) against ridtrain.seeds:
+    the same float32 bits for random seeds, at the manifest's code_dim, an odd one and at the
+    SHA-256 block edges (16 values are exactly one digest)."""
+    page.goto(server + "/")
+    rng = np.random.default_rng(11)
+    seeds = [bytes(rng.integers(0, 256, 16, dtype=np.uint8)).hex() for _ in range(50)] + ["00" * 16, "ff" * 16]
+    dims = sorted({64, 37, 1, 16, 17, *([MANIFEST["seed"]["code_dim"]] if RANDOMISED else [])})
+    js = page.evaluate("""async ([seeds, dims, domain]) => {
+      const { seedCode } = await import('/rid.js');
+      const out = {};
+      for (const dim of dims) out[dim] = await Promise.all(seeds.map(async (s) => Array.from(await seedCode(s, dim, domain))));
+      return out;
+    }""", [seeds, dims, DOMAIN.decode()])
+    for dim in dims:
+        got = np.array(js[str(dim)], dtype=np.float64)
+        assert got.shape == (len(seeds), dim)
+        expected = np.stack([seed_code(bytes.fromhex(s), dim) for s in seeds])
+        assert np.array_equal(got.astype(np.float32).view(np.uint32), expected.view(np.uint32)), dim
+        assert np.array_equal(got, expected.astype(np.float64))  # JS held exactly float32 values
+    # Upper-case hex is the same seed; a malformed one is refused, never ignored.
+    assert page.evaluate("async (s) => Array.from(await (await import('/rid.js')).seedCode(s.toUpperCase(), 4))", seeds[0]) == \
+        seed_code(bytes.fromhex(seeds[0]), 4).astype(np.float64).tolist()
+    for bad in ["abc", "zz" * 16, "00" * 17]:
+        error = page.evaluate("async (s) => { try { await (await import('/rid.js')).seedCode(s, 4); return null; } catch (e) { return e.code; } }", bad)
+        assert error == "bad_seed", bad
+
+
+@pytest.mark.skipif(not RANDOMISED, reason="the bundled export is a deterministic generator (manifest.seed is null)")
+def test_protections_without_a_seed_differ_and_a_fixed_seed_reproduces(server, page):
+    """Without a seed every protection draws its own: two of one photo differ, both within ±eps
+    levels of the input. The same given seed twice gives the same bytes."""
+    case = PARITY["photos"][0]
+    data, eps = (FIXTURE / case["input_png"]).read_bytes(), MANIFEST["eps_levels"]
+    original = np.asarray(Image.open(FIXTURE / case["input_png"]).convert("RGB")).astype(int)
+    page.goto(server + "/")
+    fresh_a, fresh_b, fixed_a, fixed_b = protect_many_in_page(page, data, [None, None, SEED, SEED], eps=eps)
+    for r in (fresh_a, fresh_b, fixed_a, fixed_b):
+        assert r["backend"] == "wasm" and r["pixels"].shape == original.shape
+        assert np.abs(r["pixels"].astype(int) - original).max() <= eps
+    assert not np.array_equal(fresh_a["floats"], fresh_b["floats"])
+    differ = (fresh_a["pixels"] != fresh_b["pixels"]).mean()
+    assert differ > 0.01, f"only {differ:.2%} of the values differ between two fresh seeds"
+    assert fixed_a["png"] == fixed_b["png"] and np.array_equal(fixed_a["floats"], fixed_b["floats"])
+    assert not np.array_equal(fixed_a["pixels"], fresh_a["pixels"])
+
+
+@pytest.mark.skipif(not RANDOMISED, reason="the bundled export is a deterministic generator (manifest.seed is null)")
+def test_the_server_backend_gets_a_given_seed_and_none_otherwise(server, page):
+    """Falling back to the server: a given seed goes in the form's `seed` field (and reproduces the
+    fixture), none is sent otherwise (the server draws its own), and never in a URL."""
+    case = PARITY["photos"][0]
+    data = (FIXTURE / case["input_png"]).read_bytes()
+    posts = []
+
+    def record(route):
+        posts.append((route.request.url, route.request.post_data_buffer or b""))
+        route.continue_()
+
+    page.route("**/v1/protect*", record)
+    page.goto(server + "/")
+    seeded, fresh = protect_many_in_page(page, data, [case["seed"], None], backend="server", eps=case["eps_levels"], server_url=server)
+    assert seeded["backend"] == fresh["backend"] == "server"
+    expected8 = np.asarray(Image.open(FIXTURE / case["protected_png"]))
+    a, b = expected8.astype(int), seeded["pixels"].astype(int)
+    assert (a == b).mean() >= MIN_IDENTICAL and np.abs(a - b).max() <= MAX_LEVELS
+    assert not np.array_equal(fresh["pixels"], seeded["pixels"])
+    assert [url.split("?")[0] for url, _ in posts] == [server + "/v1/protect"] * 2 and all("?" not in url for url, _ in posts)
+    assert b'name="seed"' in posts[0][1] and case["seed"].encode() in posts[0][1]
+    assert b'name="seed"' not in posts[1][1]
+
+
 def test_webgpu_parity_on_swiftshader(server, pw):
-    """On WebGPU (SwiftShader): the generator graph alone on the small fixture cases, then one
-    small photo through the whole tiled pipeline; WebGPU must be the backend that ran."""
+    """On WebGPU (SwiftShader), with one protector (one set of sessions: SwiftShader's shader
+    compiles dominate): the generator graph alone on the small fixture cases, then one small photo
+    through the whole tiled pipeline, each under its fixture seed; WebGPU must be what ran."""
     b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS + ["--enable-unsafe-webgpu"])
     try:
         page = b.new_page()
         page.goto(server + "/")
-        for case in json.loads((FIXTURE / "parity.json").read_text())["cases"]:
-            rgb = np.asarray(Image.open(FIXTURE / case["input_png"]).convert("RGB"))
-            x = pixels.to_float(rgb).numpy()
-            r = page.evaluate("""async ([b64, h, w, eps, manifestUrl]) => {
-              const { createProtector } = await import('/rid.js');
-              const x = new Float32Array(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
-              const p = await createProtector({ manifestUrl, backend: 'webgpu' });
-              try {
-                const r = await p.runGenerator(x, h, w, eps);
-                return { backend: r.backend, out: Array.from(r.protected) };
-              } finally { p.close(); }
-            }""", [b64(x.astype("<f4").tobytes()), case["height"], case["width"], case["eps_levels"] / 255, MANIFEST_URL])
-            assert r["backend"] == "webgpu"
+        cases = [[b64(pixels.to_float(np.asarray(Image.open(FIXTURE / c["input_png"]).convert("RGB"))).numpy().astype("<f4").tobytes()),
+                  c["height"], c["width"], c["eps_levels"] / 255, c.get("seed")] for c in PARITY["cases"]]
+        photo_case = PARITY["photos"][0]
+        r = page.evaluate("""async ([cases, photo, eps, seed, manifestUrl]) => {
+          const { createProtector } = await import('/rid.js');
+          const bytesOf = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const b64of = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 32768) s += String.fromCharCode(...u8.subarray(i, i + 32768)); return btoa(s); };
+          const p = await createProtector({ manifestUrl, backend: 'webgpu' });
+          try {
+            const out = { cases: [], ms: [] };
+            for (const [x, h, w, e, s] of cases) {
+              const t = performance.now();
+              const g = await p.runGenerator(new Float32Array(bytesOf(x).buffer), h, w, e, s);
+              out.ms.push(performance.now() - t);
+              out.cases.push({ backend: g.backend, out: b64of(new Uint8Array(g.protected.buffer)) });
+            }
+            const t = performance.now();
+            const r = await p.protect(new Blob([bytesOf(photo)]), { float: true, eps, seed });
+            out.ms.push(performance.now() - t);
+            out.photo = { backend: r.backend, width: r.width, height: r.height, png: b64of(new Uint8Array(await r.blob.arrayBuffer())),
+                          floats: b64of(new Uint8Array(r.floats.buffer)) };
+            return out;
+          } finally { p.close(); }
+        }""", [cases, b64((FIXTURE / photo_case["input_png"]).read_bytes()), photo_case["eps_levels"], photo_case.get("seed"), MANIFEST_URL])
+        print("webgpu ms per run:", [round(ms) for ms in r["ms"]])
+        for case, got in zip(PARITY["cases"], r["cases"]):
+            assert got["backend"] == "webgpu"
             expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4")
-            assert np.abs(np.array(r["out"], np.float32) - expected).max() <= FLOAT_TOL
-        # One whole photo through shrink, generator and apply on WebGPU: the smallest fixture photo
-        # (the generator still runs at the 512-side working size: about 20 s on SwiftShader).
-        case = json.loads((FIXTURE / "parity.json").read_text())["photos"][0]
-        r = protect_in_page(page, (FIXTURE / case["input_png"]).read_bytes(), backend="webgpu")
-        assert r["backend"] == "webgpu"
-        expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
-        check_rule(expected, r["floats"], np.asarray(Image.open(FIXTURE / case["protected_png"])), np.asarray(Image.open(io.BytesIO(r["png"]))))
+            assert np.abs(np.frombuffer(base64.b64decode(got["out"]), dtype="<f4") - expected).max() <= FLOAT_TOL, case["name"]
+        got = r["photo"]
+        assert got["backend"] == "webgpu"
+        floats = np.frombuffer(base64.b64decode(got["floats"]), dtype="<f4").reshape(1, 3, got["height"], got["width"])
+        expected = np.fromfile(FIXTURE / photo_case["protected_f32"], dtype="<f4").reshape(1, 3, photo_case["height"], photo_case["width"])
+        check_rule(expected, floats, np.asarray(Image.open(FIXTURE / photo_case["protected_png"])),
+                   np.asarray(Image.open(io.BytesIO(base64.b64decode(got["png"])))))
     finally:
         b.close()
 
@@ -195,6 +299,10 @@ def test_local_mode_sends_no_photo_anywhere(server, page, tmp_path, corpus):
     assert requests and all(url.startswith(server + "/") for _, url, _ in requests), [u for _, u, _ in requests if not u.startswith(server)]
     assert not [url for _, url, _ in requests if "/v1/protect" in url]
     assert all(body is None or jpeg[:4096] not in body for _, _, body in requests)
+    # The fresh seed stays in the worker: no URL carries a seed (a 32-hex-digit token) or a seed field.
+    hex32 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
+    assert not [url for _, url, _ in requests if "seed" in url.lower() or hex32.search(url)]
+    assert all(body is None or b'name="seed"' not in body for _, _, body in requests)
     assert "Backend: wasm, 2 threads" in page.locator("#backend").inner_text()
 
 

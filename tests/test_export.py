@@ -15,12 +15,14 @@ from ridexport.parity import ParityError, passes
 from ridexport.runtime import OnnxGenerator
 from ridtrain.cli import app
 from ridtrain.generators import load_generator
+from ridtrain.seeds import seed_code
 
 
 @pytest.fixture(scope="module")
 def fresh(perturbed_generator):
-    """A small perturbation, so delta is neither 0 nor saturated; with the bundled model's tile."""
-    folder = perturbed_generator(0.02, pattern=16)
+    """A small perturbation, so delta is neither 0 nor saturated; randomised, with a tile, as the
+    bundled model is."""
+    folder = perturbed_generator(0.02, pattern=16, code_dim=16)
     return folder, load_generator(folder)
 
 
@@ -38,8 +40,9 @@ def test_export_folder_is_complete_and_single_file(exported):
     assert manifest["web_default_file"] == "model.onnx"
     assert manifest == load_manifest(out)
     assert manifest["files"]["model.onnx"]["sha256"] == sha256_file(out / "model.onnx")
-    assert manifest["parameters"] == 930_800 and 2e9 < manifest["flops_512"] < 5e9
-    assert [t["name"] for t in manifest["contract"]["inputs"]] == ["image", "eps"]
+    assert manifest["parameters"] <= 2_000_000 and 2e9 < manifest["flops_512"] < 5e9
+    assert [t["name"] for t in manifest["contract"]["inputs"]] == ["image", "eps", "code"]
+    assert manifest["seed"] == {"bytes": 16, "code_dim": 16, "rule": "sha256-counter-uint16-v1", "domain": "rid-code-v1"}
 
 
 def test_parity_at_three_sizes_and_on_photos(exported, fresh):
@@ -50,23 +53,25 @@ def test_parity_at_three_sizes_and_on_photos(exported, fresh):
     assert all(passes(v) for v in cases.values())
     # and independently of the export's own report
     onnx_gen, gen = OnnxGenerator(out), fresh[1]
-    x = torch.rand(1, 3, 512, 688)
+    x, code = torch.rand(1, 3, 512, 688), torch.from_numpy(seed_code(bytes(16), 16))[None]
     with torch.no_grad():
-        expected = gen.protect(x, 8 / 255).numpy()
-    got = onnx_gen.run(x.numpy(), 8 / 255)[0]
+        expected = gen.protect(x, 8 / 255, code).numpy()
+    got = onnx_gen.run(x.numpy(), 8 / 255, code.numpy())[0]
     assert np.abs(got - expected).max() <= 1e-4
     assert 0 < np.abs(got - x.numpy()).max() < 8 / 255 + 1e-6  # neither zero nor unbounded
+    other = onnx_gen.run(x.numpy(), 8 / 255, seed_code(b"\x01" * 16, 16)[None])[0]
+    assert np.abs(other - got).max() > 1 / 255  # the code matters
 
 
 def test_dynamic_batch_height_width_and_eps(exported, fresh):
     onnx_gen, gen = OnnxGenerator(exported[0]), fresh[1]
     for shape in [(2, 3, 16, 32), (1, 3, 80, 48)]:
-        x = torch.rand(*shape)
+        x, code = torch.rand(*shape), gen.random_code(shape[0])
         for eps in (4 / 255, 16 / 255):
-            protected, delta = onnx_gen.run(x.numpy(), eps)
+            protected, delta = onnx_gen.run(x.numpy(), eps, code.numpy())
             assert protected.shape == delta.shape == shape
             with torch.no_grad():
-                assert np.abs(delta - gen(x, eps).numpy()).max() <= 1e-5
+                assert np.abs(delta - gen(x, eps, code).numpy()).max() <= 1e-5
 
 
 def test_operators_are_allow_listed(exported):
@@ -128,9 +133,10 @@ def test_fixture_matches_pytorch(exported, fresh):
         rgb = np.asarray(Image.open(folder / case["input_png"]).convert("RGB"))
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
         expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
+        code = seed_code(bytes.fromhex(case["seed"]), 16)[None]
         with torch.no_grad():
-            assert np.abs(fresh[1].protect(x, case["eps_levels"] / 255).numpy() - expected).max() == 0
-        assert np.abs(onnx_gen.run(x.numpy(), case["eps_levels"] / 255)[0] - expected).max() <= 1e-4
+            assert np.abs(fresh[1].protect(x, case["eps_levels"] / 255, torch.from_numpy(code)).numpy() - expected).max() == 0
+        assert np.abs(onnx_gen.run(x.numpy(), case["eps_levels"] / 255, code)[0] - expected).max() <= 1e-4
         png = np.asarray(Image.open(folder / case["protected_png"]))
         assert np.array_equal(png, np.rint(expected[0].transpose(1, 2, 0) * 255).astype(np.uint8))
 
@@ -145,7 +151,7 @@ def test_fixture_photos_match_the_tiled_pipeline(exported):
     for case in photos:
         rgb = np.asarray(Image.open(folder / case["input_png"]).convert("RGB"))
         expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
-        assert np.abs(protector.protected_float(rgb, case["eps_levels"]) - expected).max() <= 1e-4
+        assert np.abs(protector.protected_float(rgb, case["eps_levels"], case["seed"]) - expected).max() <= 1e-4
         png = np.asarray(Image.open(folder / case["protected_png"]))
         assert np.array_equal(png, np.rint(expected[0].transpose(1, 2, 0) * 255).astype(np.uint8))
 
@@ -154,7 +160,8 @@ def test_protect_backend_onnx_matches_torch(exported, fresh, corpus, tmp_path):
     runner = CliRunner()
     photos = corpus / "heldout"
     for backend, model in (("torch", fresh[0]), ("onnx", exported[0])):
-        result = runner.invoke(app, ["protect", str(photos), "-o", str(tmp_path / backend), "--model", str(model), "--backend", backend])
+        result = runner.invoke(app, ["protect", str(photos), "-o", str(tmp_path / backend), "--model", str(model), "--backend", backend,
+                                     "--seed", "5eed" * 8])
         assert result.exit_code == 0, result.output
     for png in (tmp_path / "torch").iterdir():
         a = np.asarray(Image.open(png)).astype(int)
@@ -189,6 +196,7 @@ def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
     assert onnx_backend.manifest["pipeline"]["working_size"] == torch_backend.gen.working_size_rule
     assert torch_backend.gen.config.working_side == 128
     rgb = np.asarray(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB"))
-    a = torch_backend.protect_array(rgb).astype(int)
-    b = onnx_backend.protect_array(rgb).astype(int)
+    a = torch_backend.protect_array(rgb, seed="ab" * 16).astype(int)
+    b = onnx_backend.protect_array(rgb, seed="ab" * 16).astype(int)
     assert (a == b).mean() >= 0.999 and np.abs(a - b).max() <= 1
+    assert onnx_backend.manifest["seed"]["code_dim"] == torch_backend.gen.code_dim > 0  # the bundled model is randomised

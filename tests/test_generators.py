@@ -100,3 +100,67 @@ def test_the_bundled_default_model_loads_and_says_what_it_is():
     assert "NOT trained against Stable Diffusion" in card["summary"] and card["trained_against"]
     help_text = " ".join(CliRunner().invoke(app, ["protect", "--help"]).output.split())
     assert "NOT trained against Stable Diffusion" in help_text
+
+
+def randomised(**overrides):
+    """rid-s with a code and a tile, perturbed so that delta is not 0 and depends on the code."""
+    from ridtrain.generators import PATTERN_GAIN
+
+    gen = build_generator("rid-s", pattern=16, code_dim=16, channels=(8, 16, 32), **overrides)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(gen.head.weight, std=0.05)
+    torch.nn.init.normal_(gen.code_embed[2].weight, std=0.3)
+    torch.nn.init.normal_(gen.code_tile_bank, std=0.8 / PATTERN_GAIN)
+    return gen.eval()
+
+
+def test_a_randomised_generator_starts_deterministic_enough_and_bounded():
+    gen = build_generator("rid-s", pattern=16, code_dim=16)
+    x = torch.rand(2, 3, 64, 96)
+    assert gen(x).abs().max() < 2 / 255  # the code's tile starts small (about a level), the FiLM at zero
+    gen = randomised()
+    for eps in (4 / 255, 16 / 255):
+        assert gen(x, eps).abs().max() <= eps
+
+
+def test_the_code_changes_delta_and_a_given_code_reproduces_it():
+    gen, x = randomised(), torch.rand(1, 3, 64, 64)
+    code = gen.random_code(1)
+    with torch.no_grad():
+        a, b, c = gen(x, code=code), gen(x, code=code), gen(x, code=gen.random_code(1))
+        fresh = gen(x), gen(x)  # no code: a fresh draw each call
+    assert torch.equal(a, b)
+    assert (a - c).abs().mean() > 0.2 * a.abs().mean()
+    assert not torch.equal(*fresh)
+    # one code for a batch is broadcast; per-image codes give per-image deltas
+    xs = torch.cat([x, x])
+    with torch.no_grad():
+        assert torch.allclose(gen(xs, code=code)[1], a[0], atol=1e-7)
+        two = gen(xs, code=torch.cat([code, gen.random_code(1)]))
+    assert not torch.equal(two[0], two[1])
+
+
+def test_the_codes_tile_is_periodic_and_the_net_is_modulated():
+    gen = randomised()
+    torch.nn.init.zeros_(gen.head.weight)  # delta = the tile alone: fixed tile + the code's tile
+    x, code = torch.rand(1, 3, 64, 96), gen.random_code(1)
+    with torch.no_grad():
+        delta = gen(x, code=code)
+        assert torch.equal(delta, gen(torch.rand(1, 3, 64, 96), code=code))
+        assert not torch.equal(delta, gen(x, code=gen.random_code(1)))
+    assert torch.equal(delta[..., :16, :16], delta[..., 48:64, 80:96])
+
+
+def test_a_randomised_generator_saves_and_loads(tmp_path):
+    gen = randomised()
+    gen.save_pretrained(tmp_path)
+    back, x, code = load_generator(tmp_path), torch.rand(1, 3, 32, 32), gen.random_code(1)
+    assert back.code_dim == 16
+    with torch.no_grad():
+        assert torch.allclose(back(x, code=code), gen(x, code=code), atol=1e-7)
+
+
+def test_randomised_budget():
+    gen = build_generator("rid-s", pattern=16, code_dim=16)
+    assert count_params(gen) - count_params(build_generator("rid-s", pattern=16)) < 15_000  # the web file's 2 MB
+    assert count_params(gen) <= 2_000_000 and count_flops(gen, 512) <= 5e9

@@ -266,3 +266,32 @@ def test_console_script_in_a_subprocess(mixed_folder, model_dir, tmp_path):
     assert len(error_lines(res.stderr)) == len(BAD) and "Traceback" not in res.stderr
     assert sorted(p.name for p in out.rglob("*.png")) == ["alpha.png", "good.png", "odd.png"]
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+@pytest.fixture(scope="module")
+def randomised_dir(perturbed_generator) -> Path:
+    return perturbed_generator(0.3, bias_std=0.5, pattern=16, code_dim=16, channels=(8, 16, 32))
+
+
+def test_two_protections_differ_and_both_stay_within_eps(randomised_dir):
+    gen, rgb = load_generator(randomised_dir), rand_rgb(90, 130, seed=3)
+    a, b = protect_array(gen, rgb, 8), protect_array(gen, rgb, 8)
+    assert (a != b).mean() > 0.2  # a fresh seed each time
+    for out in (a, b):
+        assert 0 < np.abs(out.astype(int) - rgb).max() <= 8
+    seed = "0123456789abcdef" * 2
+    assert np.array_equal(protect_array(gen, rgb, 8, seed), protect_array(gen, rgb, 8, bytes.fromhex(seed)))
+
+
+def test_rid_protect_seed_reproduces_bytes_and_bad_seeds_are_usage_errors(randomised_dir, tmp_path):
+    src = save(tmp_path / "in" / "p.png", rand_rgb(64, 80, seed=4))
+    seed = "aa" * 16
+    for name, extra in (("one", ["--seed", seed]), ("two", ["--seed", seed]), ("fresh", [])):
+        assert rid(src, "-o", tmp_path / name, "--model", randomised_dir, *extra).exit_code == 0
+    one, two, fresh = ((tmp_path / n / "p.png").read_bytes() for n in ("one", "two", "fresh"))
+    assert one == two and one != fresh
+    result = rid(src, "-o", tmp_path / "bad", "--model", randomised_dir, "--seed", "xyz")
+    assert result.exit_code == 2 and "seed" in result.output

@@ -77,10 +77,20 @@ def test_protect_returns_the_protected_photo_with_headers(server):
 def test_output_bytes_equal_rid_protect_backend_onnx(server, corpus, tmp_path):
     from ridtrain.protect import run_protect
 
-    src = corpus / "heldout" / "rocket.jpg"
-    assert run_protect([src], tmp_path, "default", backend="onnx") == 0
-    r = post(server[0], src.name, src.read_bytes())
+    src, seed = corpus / "heldout" / "rocket.jpg", "c0ffee00" * 4
+    assert run_protect([src], tmp_path, "default", backend="onnx", seed=seed) == 0
+    r = post(server[0], src.name, src.read_bytes(), seed=seed)
     assert r.status_code == 200 and r.content == (tmp_path / "rocket.png").read_bytes()
+
+
+def test_each_protection_draws_a_fresh_seed_and_tells_no_one(server):
+    rgb = np.asarray(photo(120, 90))
+    data = encode(Image.fromarray(rgb), "PNG")
+    first, second = post(server[0], "a.png", data), post(server[0], "a.png", data)
+    a, b = (np.asarray(Image.open(io.BytesIO(r.content))).astype(int) for r in (first, second))
+    assert not np.array_equal(a, b)  # two random seeds: two different protections ...
+    assert all(0 < np.abs(v - rgb).max() <= 8 for v in (a, b))  # ... both within +-eps
+    assert not any("seed" in k.lower() for r in (first, second) for k in r.headers)  # the seed is not sent back
 
 
 def test_exif_orientation_is_applied_and_metadata_stripped(server):
@@ -102,6 +112,7 @@ def test_request_errors_are_json_with_codes(server):
     url, png = server[0], encode(photo(), "PNG")
     cases = [
         (post(url, "a.png", png, eps=5), 422, "bad_eps"),
+        (post(url, "a.png", png, seed="not-hex"), 422, "bad_seed"),
         (post(url, "a.png", png, format="gif"), 422, "bad_request"),
         (httpx.post(url + "/v1/protect", data={"eps": "8"}), 422, "bad_request"),  # no file
         (httpx.post(url + "/v1/protect", content=b"x" * 100, headers={"content-type": "multipart/form-data; boundary=zz"}), 400, "bad_request"),

@@ -206,3 +206,46 @@ def test_the_paper_dit_class_trains(cfg, tmp_path):
     gen = load_generator(final)
     assert type(gen).__name__ == "DiTGenerator"
     assert gen.out.weight.abs().sum() > 0
+
+
+def test_a_randomised_generator_trains_with_diversity_and_the_subtract_attack(cfg, tmp_path):
+    base = train(cfg)  # a deterministic generator, then grown a code from its weights
+    cfg.arch_overrides = {**SMALL, "pattern": 16, "code_dim": 8}
+    cfg.init_from, cfg.output = str(base), str(tmp_path / "randomised")
+    cfg.diversity_weight, cfg.aug_subtract_prob = 1.0, 1.0
+    final = load_generator(train(cfg))
+    assert final.code_dim == 8
+    assert not torch.equal(final.code_embed[2].weight, torch.zeros_like(final.code_embed[2].weight))  # the FiLM moved
+    rows = [json.loads(line) for line in (tmp_path / "randomised" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["div"] <= 1 for r in rows)
+
+
+def test_warm_start_keeps_what_fits_and_refuses_what_does_not(tmp_path):
+    from ridtrain.generators import build_generator
+    from ridtrain.train import warm_start
+
+    base = build_generator("rid-s", **SMALL, pattern=16)
+    torch.nn.init.normal_(base.head.weight)
+    base.save_pretrained(tmp_path / "base")
+    grown = build_generator("rid-s", **SMALL, pattern=16, code_dim=8)
+    warm_start(grown, str(tmp_path / "base"))
+    assert torch.equal(grown.head.weight, base.head.weight)
+    with pytest.raises(ValueError, match="do not fit"):
+        warm_start(build_generator("rid-s", channels=[8, 16, 32], blocks=[0, 1, 1], up_blocks=[0, 1]), str(tmp_path / "base"))
+
+
+def test_seed_diversity_and_the_subtract_attack():
+    from ridtrain.generators import build_generator
+    from ridtrain.train import seed_diversity_loss, subtract_public_model
+
+    d = torch.randn(4, 3, 8, 8)
+    assert torch.allclose(seed_diversity_loss(d, d), torch.ones(())) and torch.allclose(seed_diversity_loss(d, -2 * d), torch.ones(()))
+    other = torch.randn(4, 3, 8, 8)
+    other -= (other * d).flatten(1).sum(1).view(-1, 1, 1, 1) / d.flatten(1).pow(2).sum(1).view(-1, 1, 1, 1) * d  # orthogonal to d
+    assert seed_diversity_loss(d, other) < 1e-10
+    gen = build_generator("rid-s", **SMALL, pattern=16)
+    torch.nn.init.normal_(gen.tile, std=0.01)  # an image-independent delta: the attack removes it
+    x = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
+    protected = (x + gen(x, 8 / 255)).clamp(0, 1)
+    assert torch.allclose(subtract_public_model(gen, protected, 8 / 255, 1.0), x, atol=1e-6)
+    assert torch.equal(subtract_public_model(gen, protected, 8 / 255, 0.0), protected)

@@ -7,6 +7,11 @@
  *             name: string, threads: number|null, floats?: Float32Array }} Protected
  * @typedef {{ stage: 'download', file: string, loaded: number, total: number, cached: boolean }
  *          | { stage: 'photo', name: string, fraction: number }} Progress
+ * @typedef {{ eps?: number, name?: string, float?: boolean, seed?: string|Uint8Array }} ProtectOptions
+ *   eps: the bound in 8-bit levels (default the model's); float: also return the protected photo
+ *   before rounding (float32 (1,3,H,W)); seed: 32 hex digits (or 16 bytes) fixing the randomised
+ *   generator's seed, for reproducibility checks only; omit it in real use, and every protection
+ *   then draws a fresh secret seed from crypto.getRandomValues that is never stored or sent.
  */
 
 const WORKER_URL = new URL(__RID_WORKER__, import.meta.url); // the hashed worker bundle (build.mjs)
@@ -23,7 +28,9 @@ function startWorker() {
  * @param {{ manifestUrl: string, backend?: Backend, serverUrl?: string|null,
  *           onProgress?: (p: Progress) => void }} options
  * @returns {Promise<{ backend: Backend, threads: number|null, manifest: object, log: string[],
- *   protect: (file: Blob, options?: { eps?: number, name?: string, float?: boolean }) => Promise<Protected>,
+ *   protect: (file: Blob, options?: ProtectOptions) => Promise<Protected>,
+ *   runGenerator: (data: Float32Array, h: number, w: number, eps: number, seed?: string|Uint8Array)
+ *     => Promise<{ protected: Float32Array, backend: Backend }>,
  *   close: () => void }>}
  */
 export async function createProtector({ manifestUrl, backend = 'auto', serverUrl = null, onProgress } = {}) {
@@ -65,16 +72,18 @@ export async function createProtector({ manifestUrl, backend = 'auto', serverUrl
     manifest: info.manifest,
     log: info.log,
     crossOriginIsolated: info.crossOriginIsolated,
-    async protect(file, { eps, name = file.name ?? 'photo', float = false } = {}) {
+    /** @param {Blob} file @param {ProtectOptions} [options] seed: for reproducibility checks only; omit it in real use. */
+    async protect(file, { eps, name = file.name ?? 'photo', float = false, seed } = {}) {
       const buffer = await file.arrayBuffer();
-      const r = await call({ type: 'protect', buffer, name, eps, float }, [buffer], name);
+      const r = await call({ type: 'protect', buffer, name, eps, float, seed: seed ?? null }, [buffer], name);
       return { blob: new Blob([r.png], { type: 'image/png' }), width: r.width, height: r.height, backend: r.backend,
         threads: r.threads ?? null, ms: r.ms, eps: r.eps, name, ...(r.floats ? { floats: new Float32Array(r.floats) } : {}) };
     },
-    /** The generator graph alone on a working-size float32 (1,3,h,w) image: for parity tests. */
-    async runGenerator(data, h, w, eps) {
+    /** The generator graph alone on a working-size float32 (1,3,h,w) image: for parity tests.
+     * seed (32 hex digits): for reproducibility checks only; omit it in real use (a fresh one). */
+    async runGenerator(data, h, w, eps, seed) {
       const copy = Float32Array.from(data);
-      const r = await call({ type: 'generator', data: copy.buffer, h, w, eps }, [copy.buffer]);
+      const r = await call({ type: 'generator', data: copy.buffer, h, w, eps, seed: seed ?? null }, [copy.buffer]);
       return { protected: new Float32Array(r.protected), backend: r.backend };
     },
     close: () => worker.terminate(),
@@ -96,3 +105,4 @@ export function protectedName(name) {
 }
 
 export { workingSize } from '../shared/pipeline.js';
+export { seedCode } from '../shared/seed.js';

@@ -1,10 +1,14 @@
 // The worker: models, sessions, decoding, the tiled pipeline and encoding, off the page's thread.
 // Messages in: init, protect, generator (the generator graph alone, for parity fixtures).
 // Messages out: ready, download, progress, done, error. Buffers are transferred, never copied.
+// A randomised generator (manifest.seed) gets a fresh seed's code for every protection
+// (shared/seed.js); the seed is never stored or posted back. A `seed` (32 hex digits) in a
+// protect or generator message fixes it, for reproducibility checks only.
 
 import { encode as encodePng } from 'fast-png';
 
 import { addPart, tileOrigins, tileToFloat, workingSize, writeTile8 } from '../shared/pipeline.js';
+import { drawCode, parseSeed, seedHex, seedSpec } from '../shared/seed.js';
 import { candidates, wasmThreads } from './backends.js';
 import { ImageError, decode } from './decode.js';
 import { loadManifest, loadVerified } from './models.js';
@@ -29,14 +33,22 @@ async function localRunner(backend, manifest, manifestUrl) {
       self.postMessage({ type: 'download', file, loaded, total, cached: !!cached }));
     sessions[role] = await ort.InferenceSession.create(bytes, options);
   }
+  const spec = seedSpec(manifest);
+  const takesCode = sessions.generator.inputNames.includes('code');
+  if (takesCode !== !!spec) {
+    throw new Error(`${files.generator} ${takesCode ? 'takes' : 'has no'} code input but the manifest ${spec ? 'has' : 'has no'} seed rule`);
+  }
   const tensor = (type, data, dims) => new ort.Tensor(type, data, dims);
   const i64 = (a, b) => tensor('int64', BigInt64Array.from([BigInt(a), BigInt(b)]), [2]);
   return {
     backend,
     threads: backend === 'wasm' ? wasmThreads() : null,
     file: files.generator,
-    async generator(x, h, w, eps) {
-      const out = await sessions.generator.run({ image: tensor('float32', x, [1, 3, h, w]), eps: tensor('float32', Float32Array.of(eps), [1]) });
+    /** code: Float32Array(code_dim) for a randomised generator, else null. */
+    async generator(x, h, w, eps, code) {
+      const feeds = { image: tensor('float32', x, [1, 3, h, w]), eps: tensor('float32', Float32Array.of(eps), [1]) };
+      if (spec) feeds.code = tensor('float32', code, [1, spec.dim]);
+      const out = await sessions.generator.run(feeds);
       return { protected: out.protected.data, delta: out.delta.data };
     },
     async shrink(tile, th, tw, r, c, h, w, hw, ww) {
@@ -53,8 +65,15 @@ async function localRunner(backend, manifest, manifestUrl) {
   };
 }
 
+/** The generator's code for one run: null for a deterministic generator; else the code of the
+ * given seed, or of a fresh one (dropped once the code is made). */
+async function codeFor(manifest, seed) {
+  const spec = seedSpec(manifest);
+  return spec ? drawCode(spec, seed) : null;
+}
+
 /** One photo through the exported pieces, as ridexport.runtime.OnnxProtector does it. */
-async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progress) {
+async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progress, seed) {
   const { rgba, width: w, height: h } = image;
   const tile = manifest.pipeline.pieces.tile;
   const [hw, ww] = workingSize(h, w, manifest.pipeline.working_size);
@@ -69,7 +88,7 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
     addPart(xWork, hw, ww, p.part, p.k, p.m, p.pr, p.pc);
     progress(++done / steps);
   }
-  const { delta } = await runner.generator(xWork, hw, ww, eps);
+  const { delta } = await runner.generator(xWork, hw, ww, eps, await codeFor(manifest, seed));
   progress(++done / steps);
   const out = new Uint8ClampedArray(rgba); // alpha stays as it came
   const floats = wantFloat ? new Float32Array(3 * h * w) : null;
@@ -95,11 +114,12 @@ function encode(rgba, width, height, hasAlpha) {
   return encodePng({ width, height, data: rgb, channels: 3, depth: 8 });
 }
 
-async function protectOnServer(bytes, name, epsLevels) {
+async function protectOnServer(bytes, name, epsLevels, seed) {
   const form = new FormData();
   form.append('file', new Blob([bytes]), name);
   form.append('eps', String(epsLevels));
   form.append('format', 'png');
+  if (seed !== null) form.append('seed', seedHex(seed)); // only a given one; else the server draws its own
   const response = await fetch(new URL('/v1/protect', state.serverUrl), { method: 'POST', body: form });
   if (!response.ok) {
     const body = await response.json().catch(() => ({ code: `http_${response.status}`, detail: response.statusText }));
@@ -144,27 +164,39 @@ async function onInit({ manifestUrl, backend = 'auto', serverUrl = null }) {
   return readyMessage();
 }
 
-async function onProtect({ id, buffer, name, eps, float }) {
+/** A given seed checked up front (a bad one is the caller's fault, never a backend's): null if none. */
+function givenSeed(seed) {
+  if (seed === undefined || seed === null) return null;
+  try {
+    return parseSeed(seed);
+  } catch (err) {
+    throw new ImageError('bad_seed', err.message);
+  }
+}
+
+async function onProtect({ id, buffer, name, eps, float, seed }) {
   const started = performance.now();
   const bytes = new Uint8Array(buffer);
   const epsLevels = eps ?? state.manifest.eps_levels;
   if (!state.manifest.eps_levels_allowed.includes(epsLevels)) throw new ImageError('bad_eps', `eps must be one of ${state.manifest.eps_levels_allowed}`);
+  const fixed = givenSeed(seed);
   const progress = (fraction) => self.postMessage({ type: 'progress', id, fraction });
   for (;;) {
     const backend = state.runner.backend;
     try {
       if (backend === 'server') {
-        const { png, width, height } = await protectOnServer(bytes, name, epsLevels);
+        const { png, width, height } = await protectOnServer(bytes, name, epsLevels, fixed);
         return { message: { type: 'done', id, png: png.buffer, width, height, backend, ms: performance.now() - started, eps: epsLevels }, transfer: [png.buffer] };
       }
       const image = await decode(bytes, MAX_PIXELS);
-      const { out, floats } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress);
+      const { out, floats } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress, fixed);
       const png = encode(out, image.width, image.height, image.hasAlpha);
       const transfer = [png.buffer, ...(floats ? [floats.buffer] : [])];
       return { message: { type: 'done', id, png: png.buffer, width: image.width, height: image.height, backend,
         threads: state.runner.threads, ms: performance.now() - started, eps: epsLevels, floats: floats?.buffer ?? null }, transfer };
     } catch (err) {
-      if (err instanceof ImageError || !state.queue.length) throw err; // the photo's fault, or nowhere left to go
+      // The photo's (or the caller's) fault, a given seed this page cannot honour, or nowhere left to go.
+      if (err instanceof ImageError || err.code === 'seed_unavailable' || !state.queue.length) throw err;
       const reason = `${backend} failed while running: ${err.message}`;
       state.log.push(reason);
       console.warn(reason);
@@ -173,8 +205,10 @@ async function onProtect({ id, buffer, name, eps, float }) {
   }
 }
 
-async function onGenerator({ id, data, h, w, eps }) {
-  const out = await state.runner.generator(new Float32Array(data), h, w, Math.fround(eps));
+async function onGenerator({ id, data, h, w, eps, seed }) {
+  if (!state.runner.generator) throw new Error(`the ${state.runner.backend} backend cannot run the generator alone`);
+  const code = await codeFor(state.manifest, givenSeed(seed));
+  const out = await state.runner.generator(new Float32Array(data), h, w, Math.fround(eps), code);
   const result = new Float32Array(out.protected);
   return { message: { type: 'done', id, protected: result.buffer, backend: state.runner.backend }, transfer: [result.buffer] };
 }

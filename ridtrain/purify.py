@@ -1,0 +1,194 @@
+"""Purifications: what an attacker may do to a protected 8-bit photo before fine-tuning on it.
+
+Each one maps a uint8 (H,W,3) photo to a uint8 (H,W,3) photo of the same size. The evaluators
+(`rid eval --purify`, bench/efficacy_report.py) apply it to clean and protected photos alike: an
+attacker who scrapes photos cannot tell which are protected, so whatever he does to one he does
+to all, and the clean baseline must go through it too.
+
+- jpeg95, jpeg85, jpeg75: re-encoding, as every upload pipeline does.
+- resize0.5: half size and back, a cheap low-pass.
+- blur1: Gaussian blur, sigma 1.
+- subtract-public-model: our model is public. Run it on the photo with a seed of the attacker's
+  own and subtract what it adds. It undoes the image-independent part of delta, and whatever part
+  of the image-dependent one survives protection (delta(x') ~ delta(x)).
+- subtract-mean-delta: the mean delta over other protected photos estimates the universal part
+  (for our generator, a period-16 tile at the working size); subtract it.
+
+Every pixel rule (to_float, resizes at the working size, 8-bit rounding) is ridtrain.pixels'.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ridtrain import pixels
+
+PURIFICATIONS = {
+    "jpeg95": "JPEG quality 95 (Pillow, 4:2:0), decoded back",
+    "jpeg85": "JPEG quality 85 (Pillow, 4:2:0), decoded back",
+    "jpeg75": "JPEG quality 75 (Pillow, 4:2:0), decoded back",
+    "resize0.5": "0.5x downscale and back up to the original size (Pillow bicubic, antialiased)",
+    "blur1": "Gaussian blur, sigma 1 (kornia, 7x7 kernel, reflected borders)",
+    "subtract-public-model": "x - (G(x) - x): the public model run on the protected photo with the attacker's own seed, subtracted",
+    "subtract-mean-delta": "x - the mean working-size delta of other protected photos, tiled and upsampled",
+}
+TILE_MULTIPLE = 16  # the generator's stride: working sizes are multiples of it, and its tile's period divides it
+MEAN_DELTA_PHOTOS = 16  # how many other protected photos the attacker averages
+
+
+@dataclass
+class PurifyContext:
+    """What the two subtracting purifications need; the others need nothing.
+
+    protector: the public model as the attacker runs it (a TorchProtector or OnnxProtector, or
+        anything with protected_float(rgb, eps_levels) -> float (1,3,H,W) in [0,1]).
+    eps_levels: the bound the attacker asks it for (None: the model's default).
+    mean_delta: mean_working_delta's (3, h, w) estimate, made at working side `side`.
+    """
+
+    protector: object | None = None
+    eps_levels: int | None = None
+    mean_delta: np.ndarray | None = None
+    side: int | None = None
+
+
+def check_names(names) -> list[str]:
+    """The names, or a ValueError naming the first unknown one and the known ones."""
+    for name in names:
+        if name not in PURIFICATIONS:
+            raise ValueError(f"unknown purification {name!r}; choose one of {sorted(PURIFICATIONS)}")
+    return list(names)
+
+
+def purify(rgb: np.ndarray, name: str, context: PurifyContext | None = None) -> np.ndarray:
+    """uint8 (H,W,3) -> the purified uint8 (H,W,3), by the PURIFICATIONS entry `name`."""
+    check_names([name])
+    context = context or PurifyContext()
+    if name.startswith("jpeg"):
+        return jpeg(rgb, int(name[4:]))
+    if name == "resize0.5":
+        return resize_and_back(rgb, 0.5)
+    if name == "blur1":
+        return gaussian_blur(rgb, 1.0)
+    if name == "subtract-public-model":
+        if context.protector is None:
+            raise ValueError("subtract-public-model needs the public model (PurifyContext.protector)")
+        return subtract_public_model(rgb, context.protector, context.eps_levels)
+    if name == "subtract-mean-delta":
+        if context.mean_delta is None or context.side is None:
+            raise ValueError("subtract-mean-delta needs a mean delta and its working side (PurifyContext.mean_delta, .side)")
+        return subtract_mean_delta(rgb, context.mean_delta, context.side)
+    raise AssertionError(f"PURIFICATIONS lists {name!r} but purify() does not handle it")
+
+
+# ----------------------------------------------------------------------------- image processing
+
+
+def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """Pillow JPEG at `quality` (its default 4:2:0 chroma subsampling), decoded back to RGB."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def resize_and_back(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """Down to `factor` of the size and back up, Pillow bicubic both ways (antialiased when
+    shrinking: Pillow widens the filter's support by the scale)."""
+    im = Image.fromarray(rgb)
+    w, h = im.size
+    small = im.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.BICUBIC)
+    return np.asarray(small.resize((w, h), Image.BICUBIC))
+
+
+def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with standard deviation `sigma` pixels, kernel truncated at 3 sigma (kornia;
+    PIL's GaussianBlur approximates it with box filters), rounded by pixels.to_uint8."""
+    from kornia.filters import gaussian_blur2d
+
+    k = 2 * math.ceil(3 * sigma) + 1
+    return pixels.to_uint8(gaussian_blur2d(pixels.to_float(rgb), (k, k), (sigma, sigma)))
+
+
+# ----------------------------------------------------------------------------- the public model
+
+
+def public_protector(model: str):
+    """The public model as an attacker gets it: the shipped ONNX export when the model has one
+    (what every visitor downloads), else the PyTorch generator. Returns (protector, backend)."""
+    from ridtrain.protect import load_backend, onnx_folder
+
+    try:
+        shipped = (onnx_folder(model) / "manifest.json").is_file()
+    except FileNotFoundError:
+        shipped = False
+    backend = "onnx" if shipped else "torch"
+    return load_backend(model, backend), backend
+
+
+def protected_float(protector, rgb: np.ndarray, eps_levels: int | None = None) -> torch.Tensor:
+    """The protector's float output (before 8-bit rounding) as float32 (1,3,H,W), with a fresh
+    seed: no seed is passed, and the attacker cannot know the user's anyway."""
+    if hasattr(protector, "protected_float"):
+        out = protector.protected_float(rgb, eps_levels)
+    else:  # a protector that only exposes its generator
+        from ridtrain.protect import protected_float as torch_protected_float
+
+        out = torch_protected_float(protector.gen, rgb, eps_levels)
+    return torch.as_tensor(np.asarray(out), dtype=torch.float32)
+
+
+def subtract_public_model(rgb: np.ndarray, protector, eps_levels: int | None = None) -> np.ndarray:
+    """x'' = rint(clamp(x' - delta, 0, 1) * 255) with delta = G(x') - x', the public model's
+    full-size delta (clamps included) on the photo itself, in float before any rounding."""
+    x = pixels.to_float(rgb)
+    delta = protected_float(protector, rgb, eps_levels) - x
+    return pixels.to_uint8((x - delta).clamp_(0.0, 1.0))
+
+
+# ----------------------------------------------------------------------------- the mean delta
+
+
+def mean_working_delta(pairs, side: int, multiple: int = TILE_MULTIPLE) -> np.ndarray:
+    """The mean delta of (clean, protected) uint8 pairs at the working size, float32 (3, h, w).
+
+    An oracle upper bound on what an attacker can estimate: he would not have the clean
+    originals, only many protected photos. Each full-size delta (protected - clean, [-1, 1]) is
+    brought to its photo's working size (pixels.working_size at `side`, multiples of `multiple`,
+    by pixels.to_working), where a generator's universal tile is aligned to the top-left corner;
+    all are cropped top-left to the smallest common size and averaged, so the image-specific
+    parts average out and the tile stays."""
+    deltas = []
+    for clean, protected in pairs:
+        if clean.shape != protected.shape:
+            raise ValueError(f"a clean photo of shape {clean.shape} is paired with a protected one of shape {protected.shape}")
+        full = pixels.to_float(protected) - pixels.to_float(clean)  # (1, 3, H, W)
+        size = pixels.working_size(*clean.shape[:2], side=side, multiple=multiple)
+        deltas.append(pixels.to_working(full, size)[0])
+    if not deltas:
+        raise ValueError("the mean delta needs at least one (clean, protected) pair")
+    h, w = min(d.shape[1] for d in deltas), min(d.shape[2] for d in deltas)
+    return torch.stack([d[:, :h, :w] for d in deltas]).mean(0).numpy()
+
+
+def tile_to(mean_delta: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (3, h, w) mean delta repeated from the top-left corner to cover `size`, cropped to it.
+    Its sides are multiples of the tile's period, so the repetition keeps the tile's phase."""
+    _, h, w = mean_delta.shape
+    reps = (1, -(-size[0] // h), -(-size[1] // w))
+    return np.tile(mean_delta, reps)[:, :size[0], :size[1]]
+
+
+def subtract_mean_delta(rgb: np.ndarray, mean_delta: np.ndarray, side: int, multiple: int = TILE_MULTIPLE) -> np.ndarray:
+    """x'' = rint(clamp(x' - up(M), 0, 1) * 255): the mean working-size delta M tiled over this
+    photo's working size and brought to full size by pixels.delta_to_full (bound 1: no clamp)."""
+    x = pixels.to_float(rgb)
+    size = pixels.working_size(*rgb.shape[:2], side=side, multiple=multiple)
+    delta = torch.from_numpy(np.ascontiguousarray(tile_to(mean_delta, size)))[None]
+    return pixels.to_uint8((x - pixels.delta_to_full(delta, tuple(x.shape[-2:]), 1.0)).clamp_(0.0, 1.0))
+
