@@ -140,6 +140,8 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=128, help="the attacker's working side (the proxies work at small sizes)")
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--advdm-steps", default="50,200")
+    ap.add_argument("--transforms", default=",".join(TRANSFORMS), type=check_transforms,
+                    help="comma-separated, starting with none (default: all)")
     ap.add_argument("--aspl", action=argparse.BooleanOptionalAction, default=True, help="also run ASPL-lite")
     ap.add_argument("--mean-delta-images", type=Path, default=Path("runs/corpus/train"),
                     help=f"subtract-mean-delta: the first {MEAN_DELTA_PHOTOS} photos here (sorted) give each method's mean delta")
@@ -158,7 +160,7 @@ def main() -> None:
     target_key = content_key([*args.target, *args.heldout_target], {})
     load_clean = lambda p: pixels.load_image(p).rgb  # noqa: E731
     results, skipped = {}, {}  # transform -> method -> target -> measure -> {clean, protected, efficacy}
-    for tname in TRANSFORMS:
+    for tname in args.transforms.split(","):
         results[tname] = {}
         for method, folder in protected.items():
             if tname == "subtract-mean-delta" and contexts[method].mean_delta is None:
@@ -268,6 +270,13 @@ def advdm_mean_delta(photos: list[Path], root: Path, work: Path, targets, eps: i
     return mean_working_delta(mean_delta_pairs(find_images(copies), copies, eps, protected_dir=out / "images"), side)
 
 
+def check_transforms(text: str) -> str:
+    names = text.split(",")
+    if names[0] != "none" or set(names) - set(TRANSFORMS):
+        raise argparse.ArgumentTypeError(f"start with none and choose among {', '.join(TRANSFORMS)}")
+    return text
+
+
 def mean_efficacy(results, tname, method, targets, measure="denoise_mse") -> float | None:
     rows = results[tname].get(method)
     return float(np.mean([rows[t][measure]["efficacy"] for t in targets])) if rows else None
@@ -304,7 +313,7 @@ def kept_pct(results, names, measure) -> dict:
                                               mean_efficacy(results, "none", method, targets, measure))
                              for group, targets in target_groups(names).items()}
                     for method in KEPT_METHODS}
-            for tname in TRANSFORMS if tname != "none"}
+            for tname in results if tname != "none"}
 
 
 def print_tables(results, seconds, headline, notes) -> None:

@@ -28,6 +28,7 @@ from ridexport import graph
 from ridexport.variants import make_fp16, make_int8, make_w16
 from timing import cpu_name, median_seconds  # bench/ is on sys.path when run as a script
 from ridtrain.generators import build_generator, count_flops, count_params
+from ridtrain.seeds import code_for
 
 SIZE = 512
 THREADS = (1, 2)
@@ -62,6 +63,9 @@ def ort_seconds(path: Path, threads: int, runs: int) -> float:
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feeds = {"image": np.random.default_rng(0).random((1, 3, SIZE, SIZE), dtype=np.float32), "eps": np.array([EPS], np.float32)}
+    code = [i for i in session.get_inputs() if i.name == "code"]  # a randomised generator's
+    if code:
+        feeds["code"] = code_for(None, code[0].shape[1])[None]
     return median_seconds(lambda: session.run(None, feeds), runs)
 
 

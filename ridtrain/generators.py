@@ -160,21 +160,23 @@ class CompactGenerator(_Generator):
 
     def raw(self, x, code=None):
         h = F.silu(self.stem(self.to_space(2 * x - 1)))  # (N, c0, H/r, W/r)
-        film = self.code_embed(code)[:, :, None, None] if self.config.code_dim else None  # (N, 2(c_last + c0), 1, 1)
+        if self.config.code_dim:  # (scale, shift) for the bottleneck, then for the last decoder level
+            channels = self.config.channels
+            film = self.code_embed(code)[:, :, None, None].split([2 * channels[-1], 2 * channels[0]], dim=1)
         skips = []
         for i, enc in enumerate(self.enc):
             if i > 0:
                 h = F.silu(self.downs[i - 1](h))
             h = enc(h)
             skips.append(h)
-        if film is not None:
-            scale, shift, film = film.split([h.shape[1], h.shape[1], film.shape[1] - 2 * h.shape[1]], dim=1)
+        if self.config.code_dim:
+            scale, shift = film[0].chunk(2, dim=1)
             h = h * (1 + scale) + shift
         for i in reversed(range(len(self.ups))):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = self.dec[i](F.silu(self.ups[i](h)) + skips[i])
-        if film is not None:
-            scale, shift = film.chunk(2, dim=1)
+        if self.config.code_dim:
+            scale, shift = film[1].chunk(2, dim=1)
             h = h * (1 + scale) + shift
         out = self.from_space(self.head(h))  # (N, 3, H, W)
         if self.config.pattern:

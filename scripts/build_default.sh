@@ -6,7 +6,8 @@
 # corpus -> five proxy LDMs (scripts/train_proxies.sh; proxy-c and proxy-heldout-vae have VAEs of their own)
 # -> stage 1: the deterministic rid-s with its tile against proxies A and B (configs/default-base.yaml, with
 # AdvDM deltas of 6 training photos for its regulariser) -> stage 2: grown a random code and trained against
-# A, B and C (configs/default.yaml) -> bundled with its card -> export -> efficacy report (with the
+# A, B and C (configs/default.yaml) -> stage 3: a stronger pull to seed-dependence (configs/default-seeds.yaml)
+# -> bundled with its card -> export -> efficacy report (with the
 # purification set; held-out proxies reported one by one) -> mini personalization test -> card with the
 # figures -> export again (the manifest carries the card).
 set -euo pipefail
@@ -19,7 +20,8 @@ $rid attack runs/default/pgd-subset -o runs/default/advdm-train -t $P/proxy-a -t
 train() { if [ -d "$2" ]; then $rid train --config "$1" output="$2" --resume; else $rid train --config "$1" output="$2"; fi; }
 train configs/default-base.yaml runs/default-base/train
 train configs/default.yaml runs/default/train
-$py scripts/bundle_default.py runs/default/train/final ridtrain/weights/default
+train configs/default-seeds.yaml runs/default-seeds/train
+$py scripts/bundle_default.py runs/default-seeds/train/final ridtrain/weights/default
 $rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout
 $py bench/efficacy_report.py --model default -t $P/proxy-a -t $P/proxy-b -t $P/proxy-c \
   --heldout-target $P/proxy-heldout --heldout-target $P/proxy-heldout-vae \
@@ -27,5 +29,5 @@ $py bench/efficacy_report.py --model default -t $P/proxy-a -t $P/proxy-b -t $P/p
 $py bench/recipe_trials.py --parts ridtrain/weights/default -t $P/proxy-a --steps 0
 $py bench/mini_personalization.py --model default --proxy $P/proxy-heldout-vae --subject runs/corpus/heldout/grace_hopper.jpg \
   --advdm runs/efficacy/AdvDM-200/images/grace_hopper.png --out docs/personalization
-$py scripts/bundle_default.py runs/default/train/final ridtrain/weights/default docs/efficacy/efficacy.json
+$py scripts/bundle_default.py runs/default-seeds/train/final ridtrain/weights/default docs/efficacy/efficacy.json
 $rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout

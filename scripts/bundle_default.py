@@ -20,9 +20,10 @@ from ridtrain.generators import count_params, load_generator, round_weights_to_f
 NAME = "rid-s-proxy"
 SUMMARY = (
     "rid-s (with a learned period-16 tile) made randomised: every protection draws a fresh secret seed whose code "
-    "modulates the net and mixes tiles, so the perturbation depends on the photo and on that draw. Trained for "
-    "{steps} steps (from a deterministic rid-s) with Adv-SDS, a seed-diversity term, the subtract-the-public-model "
-    "attack and JPEG/resize as augmentation, at a {side}-px working side (the proxies' scale: photos are protected "
+    "modulates the net and mixes tiles, so the perturbation depends on the photo and on that draw. Trained in "
+    "{stages} stages ({steps} steps; the first deterministic) with Adv-SDS, then a seed-diversity term and the "
+    "subtract-the-public-model attack as augmentation, and JPEG/resize throughout, at a {side}-px working side (the "
+    "proxies' scale: photos are protected "
     "at that size, and the perturbation is enlarged to the photo), "
     "against {count} small latent diffusion models with {vaes} different VAEs that this project trained from scratch "
     "on CPUs on 18 sample photos from scikit-image and matplotlib (proxies; see trained_against). It was NOT trained "
@@ -50,9 +51,21 @@ def vae_sources(targets: list[str]) -> set[str]:
     return sources
 
 
+def training_stages(folder: Path) -> list[dict]:
+    """The train configs of a generator and of those it started from (init_from), first stage first."""
+    chain = []
+    while True:
+        cfg = yaml.safe_load((folder / "train_config.yaml").read_text())
+        chain.insert(0, cfg)
+        if not cfg.get("init_from"):
+            return chain
+        folder = Path(cfg["init_from"])
+
+
 def main(src: str, dst: str, efficacy: str | None = None) -> None:
     src_dir, dst_dir = Path(src), Path(dst)
     cfg = yaml.safe_load((src_dir / "train_config.yaml").read_text())
+    chain = training_stages(src_dir)
     tmp = dst_dir.with_name(dst_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -64,7 +77,11 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
     shutil.copyfile(src_dir / "train_config.yaml", tmp / "train_config.yaml")
     card = {
         "name": NAME,
-        "summary": SUMMARY.format(steps=cfg["steps"], side=cfg["side"], count=len(cfg["targets"]), vaes=len(vae_sources(cfg["targets"]))),
+        "summary": SUMMARY.format(stages=len(chain), steps=" + ".join(str(c["steps"]) for c in chain), side=cfg["side"],
+                                  count=len(cfg["targets"]), vaes=len(vae_sources(cfg["targets"]))),
+        "stages": [{"steps": c["steps"], "targets": c["targets"], "arch_overrides": c.get("arch_overrides", {}),
+                    "diversity_weight": c.get("diversity_weight", 0.0), "aug_subtract_prob": c.get("aug_subtract_prob", 0.0)}
+                   for c in chain],
         "arch": cfg["arch"],
         "eps_levels": cfg["eps"],
         "working_side": cfg["side"],
