@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Rebuild the bundled default model from scratch on a CPU. Not yet run end to end in one go: its
 # steps, run one by one on 2 cores, took about 32 min (the first three proxies), 3 (AdvDM deltas),
-# 13 (stage 1, 3000 steps) -- TIMINGS OF THE NEW STEPS: see docs/efficacy/README.md. Run nothing else
-# meanwhile: two jobs on 2 cores oversubscribe the threads and slow each other by far more than half.
+# 13 (stage 1, 3000 steps); then, on 2026-12-02 and partly sharing the cores, about 25 min each for
+# proxy-c and proxy-heldout-vae, 18 (stage 2, 1500 steps, 0.5 s a step alone), 7 (stage 3, 750
+# steps), 1.5 (export), 12 (AdvDM-200 on two photos and AdvDM-10 on 16, alone) and 17 (the report's
+# evaluations, cut as in docs/efficacy/README.md). Run nothing else meanwhile: two jobs on 2 cores
+# oversubscribe the threads and slow each other by far more than half.
 # corpus -> five proxy LDMs (scripts/train_proxies.sh; proxy-c and proxy-heldout-vae have VAEs of their own)
 # -> stage 1: the deterministic rid-s with its tile against proxies A and B (configs/default-base.yaml, with
 # AdvDM deltas of 6 training photos for its regulariser) -> stage 2: grown a random code and trained against
