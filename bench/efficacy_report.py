@@ -20,7 +20,8 @@ resize and back, Gaussian blur sigma 1, subtract-public-model (the model's shipp
 when it has one, run with the attacker's own fresh seed) and subtract-mean-delta (the mean delta
 of 16 other protected photos, --mean-delta-images). For subtract-mean-delta RID's 16 photos are
 protected with fresh seeds, and AdvDM-200's mean delta comes from AdvDM runs of
---mean-delta-advdm-steps (default 50: 16 AdvDM-200 runs cost about 20 minutes on 2 cores); other
+--mean-delta-advdm-steps (default 50: 16 more AdvDM-200 runs, each 280 s a photo against three
+proxies in the 2026-12-02 report, are too slow for 2 cores); other
 methods get no mean delta (n/a). "Kept" = 100 * efficacy after / efficacy without purification,
 a ratio of means over the targets of a group. The noise baselines are reported unpurified only.
 
@@ -47,10 +48,10 @@ from ridtrain.bundled import resolve_model_path
 from ridtrain.data import find_images
 from ridtrain.evaluate import check_disjoint, evaluate, mean_delta_pairs
 from ridtrain.protect import load_backend, onnx_folder, protect_array
-from ridtrain.purify import MEAN_DELTA_PHOTOS, PurifyContext, mean_working_delta, public_protector, purify
+from ridtrain.purify import MEAN_DELTA_PHOTOS, PURIFICATIONS, PurifyContext, mean_working_delta, public_protector, purify
 from ridtrain.targets import load_target
 
-TRANSFORMS = ("none", "jpeg95", "jpeg85", "jpeg75", "resize0.5", "blur1", "subtract-public-model", "subtract-mean-delta")
+TRANSFORMS = ("none", *PURIFICATIONS)
 MEASURES = ("denoise_mse", "adv_sds")
 REFERENCE = "AdvDM-200"  # the per-image PGD baseline RID is measured against
 KEPT_METHODS = ("RID", REFERENCE)  # whose efficacy kept after each purification the headline reports
@@ -146,7 +147,7 @@ def main() -> None:
     ap.add_argument("--mean-delta-images", type=Path, default=Path("runs/corpus/train"),
                     help=f"subtract-mean-delta: the first {MEAN_DELTA_PHOTOS} photos here (sorted) give each method's mean delta")
     ap.add_argument("--mean-delta-advdm-steps", type=int, default=50,
-                    help=f"PGD steps of the AdvDM runs that estimate {REFERENCE}'s mean delta (16 AdvDM-200 runs: ~20 min on 2 cores)")
+                    help=f"PGD steps of the AdvDM runs that estimate {REFERENCE}'s mean delta (16 AdvDM-200 runs are 16x the cost of one)")
     args = ap.parse_args()
 
     train_targets = [load_target(t) for t in args.target]
@@ -244,7 +245,7 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
             "photos": [str(p.relative_to(args.mean_delta_images)) for p in photos], "from": str(args.mean_delta_images),
             "working_side": args.side, "estimator": "oracle: mean of (protected - clean) at the working size",
             "RID": "the photos protected by the model, a fresh seed each",
-            REFERENCE: f"from AdvDM-{args.mean_delta_advdm_steps} runs on the photos (16 AdvDM-200 runs cost ~20 min on 2 cores)",
+            REFERENCE: f"from AdvDM-{args.mean_delta_advdm_steps} runs on the photos (AdvDM-200 on 16 more photos is 16x the cost of one)",
             "other methods": "n/a"},
     }
     return contexts, keys, notes

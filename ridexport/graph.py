@@ -21,6 +21,16 @@ CODE_INPUT = "code"
 
 def graph_inputs(gen) -> tuple[str, ...]:
     return INPUTS + ((CODE_INPUT,) if gen.code_dim else ())
+
+
+def code_dim(path: str | Path) -> int:
+    """The width of an exported generator's code input; 0 when it has none (deterministic)."""
+    import onnx
+
+    for value in onnx.load(str(path), load_external_data=False).graph.input:
+        if value.name == CODE_INPUT:
+            return value.type.tensor_type.shape.dim[1].dim_value
+    return 0
 OUTPUTS = ("protected", "delta")
 
 # Every operator our graphs may use has a kernel in onnxruntime-web 1.30's WebGPU execution provider

@@ -26,7 +26,6 @@ import numpy as np
 from ridexport import graph
 from ridexport.manifest import file_entry
 from ridexport.parity import check_parity
-from ridexport.runtime import OnnxGenerator
 from ridtrain.seeds import code_for
 
 MAX_EFFICACY_DROP = 0.05  # the issue: do not ship a variant whose efficacy drops by more than 5 %
@@ -113,8 +112,8 @@ def make_int8(fp32_path: str | Path, out_path: str | Path, calibration: list[np.
         # ONNX shape inference + basic graph clean-up; the symbolic pass cannot follow the
         # dynamo export's shape arithmetic, and ONNX's own inference is enough for Conv-only QDQ.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        code_dim = OnnxGenerator.unverified(fp32_path, {"multiple": 1}, 8).code_dim
-        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration, eps, code_dim), quant_format=QuantFormat.QDQ,
+        reader = _calibration_reader(calibration, eps, graph.code_dim(fp32_path))
+        quantize_static(str(prepared), str(out_path), reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, op_types_to_quantize=["Conv"], use_external_data_format=False)
     finally:
         prepared.unlink(missing_ok=True)
@@ -176,6 +175,7 @@ def add_variants(out: Path, manifest: dict, names: dict[str, str], cases: dict, 
                  targets: list, eval_images, side: int, samples: int) -> dict:
     """Make, check and measure each variant in `names` ({precision: file}); ship it into
     manifest["files"] or record it under manifest["rejected"]. Returns the manifest."""
+    from ridexport.runtime import OnnxGenerator
 
     eps = manifest["eps_levels"] / 255.0
     fp32_file = manifest["default_file"]

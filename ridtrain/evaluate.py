@@ -214,7 +214,7 @@ def mean_delta_pairs(files, root: Path, eps_levels: int, gen=None, protected_dir
     from ridtrain.protect import protect_array
 
     if (gen is None) == (protected_dir is None):
-        raise ValueError("the mean delta needs either the generator (--model) or protected copies of its photos (--mean-delta-protected), not both")
+        raise ValueError("the mean delta needs exactly one of the generator (--model) or protected copies of its photos (--mean-delta-protected)")
     pairs = []
     for path in files:
         clean = pixels.load_image(path).rgb

@@ -46,7 +46,7 @@ MEAN_DELTA_PHOTOS = 16  # how many other protected photos the attacker averages
 class PurifyContext:
     """What the two subtracting purifications need; the others need nothing.
 
-    protector: the public model as the attacker runs it (a TorchProtector or OnnxProtector, or
+    protector: the public model as the attacker runs it (a TorchProtector or OnnxProtector:
         anything with protected_float(rgb, eps_levels) -> float (1,3,H,W) in [0,1]).
     eps_levels: the bound the attacker asks it for (None: the model's default).
     mean_delta: mean_working_delta's (3, h, w) estimate, made at working side `side`.
@@ -131,23 +131,12 @@ def public_protector(model: str):
     return load_backend(model, backend), backend
 
 
-def protected_float(protector, rgb: np.ndarray, eps_levels: int | None = None) -> torch.Tensor:
-    """The protector's float output (before 8-bit rounding) as float32 (1,3,H,W), with a fresh
-    seed: no seed is passed, and the attacker cannot know the user's anyway."""
-    if hasattr(protector, "protected_float"):
-        out = protector.protected_float(rgb, eps_levels)
-    else:  # a protector that only exposes its generator
-        from ridtrain.protect import protected_float as torch_protected_float
-
-        out = torch_protected_float(protector.gen, rgb, eps_levels)
-    return torch.as_tensor(np.asarray(out), dtype=torch.float32)
-
-
 def subtract_public_model(rgb: np.ndarray, protector, eps_levels: int | None = None) -> np.ndarray:
     """x'' = rint(clamp(x' - delta, 0, 1) * 255) with delta = G(x') - x', the public model's
     full-size delta (clamps included) on the photo itself, in float before any rounding."""
     x = pixels.to_float(rgb)
-    delta = protected_float(protector, rgb, eps_levels) - x
+    # no seed given: a fresh one, the attacker's own (he cannot know the user's anyway)
+    delta = torch.as_tensor(protector.protected_float(rgb, eps_levels), dtype=torch.float32) - x
     return pixels.to_uint8((x - delta).clamp_(0.0, 1.0))
 
 

@@ -47,7 +47,7 @@ def seed_diversity_loss(delta, delta_other):
     return cos.pow(2).mean()
 
 
-def subtract_public_model(gen, x_protected, eps, prob: float):
+def augment_subtract_public_model(gen, x_protected, eps, prob: float):
     """The attack on a public generator, as augmentation: with probability `prob` per image, the
     attacker runs the model on the protected image with a code of their own and subtracts it.
     Differentiable through both runs, so training learns a delta that this does not undo."""
@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for x, delta_pgd, has_delta in loader:
             with accelerator.autocast():
                 delta = gen(x, eps)  # a randomised generator draws a fresh code per image
-                x_prot = subtract_public_model(gen, (x + delta).clamp(0, 1), eps, cfg.aug_subtract_prob)
+                x_prot = augment_subtract_public_model(gen, (x + delta).clamp(0, 1), eps, cfg.aug_subtract_prob)
                 x_adv = robustness_augment(x_prot, cfg)
                 sds = ensemble_sds_loss(targets, x_adv, t_range=t_range)
                 reg = regression_loss(delta, delta_pgd, has_delta)

@@ -236,7 +236,7 @@ def test_warm_start_keeps_what_fits_and_refuses_what_does_not(tmp_path):
 
 def test_seed_diversity_and_the_subtract_attack():
     from ridtrain.generators import build_generator
-    from ridtrain.train import seed_diversity_loss, subtract_public_model
+    from ridtrain.train import seed_diversity_loss, augment_subtract_public_model
 
     d = torch.randn(4, 3, 8, 8)
     assert torch.allclose(seed_diversity_loss(d, d), torch.ones(())) and torch.allclose(seed_diversity_loss(d, -2 * d), torch.ones(()))
@@ -247,5 +247,5 @@ def test_seed_diversity_and_the_subtract_attack():
     torch.nn.init.normal_(gen.tile, std=0.01)  # an image-independent delta: the attack removes it
     x = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
     protected = (x + gen(x, 8 / 255)).clamp(0, 1)
-    assert torch.allclose(subtract_public_model(gen, protected, 8 / 255, 1.0), x, atol=1e-6)
-    assert torch.equal(subtract_public_model(gen, protected, 8 / 255, 0.0), protected)
+    assert torch.allclose(augment_subtract_public_model(gen, protected, 8 / 255, 1.0), x, atol=1e-6)
+    assert torch.equal(augment_subtract_public_model(gen, protected, 8 / 255, 0.0), protected)

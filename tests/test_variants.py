@@ -125,3 +125,19 @@ def test_cli_refuses_variants_without_targets(checkpoint, tmp_path):
 
     result = CliRunner().invoke(app, ["export", str(checkpoint), "-o", str(tmp_path), "--precision", "fp32,int8"])
     assert result.exit_code != 0 and "targets" in result.output
+
+
+def test_int8_calibrates_a_randomised_generator_with_codes(perturbed_generator, tmp_path):
+    from ridexport import graph
+    from ridexport.variants import make_int8
+    from ridtrain.generators import load_generator
+
+    gen = load_generator(perturbed_generator(0.5, **TINY, pattern=16, code_dim=4))
+    fp32 = graph.export_onnx(gen, tmp_path / "model.onnx")
+    assert graph.code_dim(fp32) == 4
+    images = [np.random.default_rng(i).random((1, 3, 64, 80), dtype=np.float32) for i in range(2)]
+    int8 = make_int8(fp32, tmp_path / "model.int8.onnx", images, 8 / 255)  # the calibrator must feed the code
+    assert graph.code_dim(int8) == 4
+    x = images[0]
+    delta = OnnxGenerator.unverified(int8, gen.working_size_rule, 8).run(x, 8 / 255, np.zeros((1, 4), np.float32))[1]
+    assert delta.shape == x.shape and np.abs(delta).max() <= 8 / 255 + 1e-6
