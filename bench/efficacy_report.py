@@ -18,7 +18,9 @@ Purifications (ridtrain/purify.py) are applied to clean and protected photos ali
 subtracting ones included (an attacker purifies every photo he collects): JPEG 95/85/75, 0.5x
 resize and back, Gaussian blur sigma 1, subtract-public-model (the model's shipped ONNX export
 when it has one, run with the attacker's own fresh seed) and subtract-mean-delta (the mean delta
-of 16 other protected photos, --mean-delta-images). For subtract-mean-delta RID's 16 photos are
+of 16 other protected photos, --mean-delta-images) and subtract-periodic-mean (each photo's own
+mean period-16 cell at the working size: no model, no other photo) and subtract-tile-fit (the
+model's tiles, read from its weights, fitted to each cell of each photo). For subtract-mean-delta RID's 16 photos are
 protected with fresh seeds, and AdvDM-200's mean delta comes from AdvDM runs of
 --mean-delta-advdm-steps (default 50: 16 more AdvDM-200 runs, each 280 s a photo against three
 proxies in the 2026-12-02 report, are too slow for 2 cores); other
@@ -48,7 +50,8 @@ from ridtrain.bundled import resolve_model_path
 from ridtrain.data import find_images
 from ridtrain.evaluate import check_disjoint, evaluate, mean_delta_pairs
 from ridtrain.protect import load_backend, onnx_folder, protect_array
-from ridtrain.purify import MEAN_DELTA_PHOTOS, PURIFICATIONS, PurifyContext, mean_working_delta, public_protector, purify
+from ridtrain.purify import (MEAN_DELTA_PHOTOS, PURIFICATIONS, PurifyContext, mean_working_delta, public_protector, public_tiles,
+                             purify)
 from ridtrain.targets import load_target
 
 TRANSFORMS = ("none", *PURIFICATIONS)
@@ -231,11 +234,14 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
     if REFERENCE in protected:
         mean_deltas[REFERENCE] = advdm_mean_delta(photos, args.mean_delta_images, args.work / "mean-delta", train_targets,
                                                   args.eps, args.side, args.mean_delta_advdm_steps)
+    tiles = public_tiles(load_backend(args.model, "torch").gen)
     contexts, keys = {}, {}
     for method in protected:
         delta = mean_deltas.get(method)
-        contexts[method] = PurifyContext(protector=attacker, eps_levels=args.eps, mean_delta=delta, side=args.side)
+        contexts[method] = PurifyContext(protector=attacker, eps_levels=args.eps, mean_delta=delta, side=args.side, tiles=tiles)
         keys[("subtract-public-model", method)] = attacker_key
+        keys[("subtract-periodic-mean", method)] = f"side={args.side}"
+        keys[("subtract-tile-fit", method)] = hashlib.sha256(f"{args.side}".encode() + tiles.tobytes()).hexdigest()
         if delta is not None:
             keys[("subtract-mean-delta", method)] = hashlib.sha256(f"{delta.shape}".encode() + delta.tobytes()).hexdigest()
     notes = {
@@ -247,6 +253,10 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
             "RID": "the photos protected by the model, a fresh seed each",
             REFERENCE: f"from AdvDM-{args.mean_delta_advdm_steps} runs on the photos (AdvDM-200 on 16 more photos is 16x the cost of one)",
             "other methods": "n/a"},
+        "subtract-tile-fit": {"model": args.model, "tiles": len(tiles), "working_side": args.side,
+                              "estimator": "the model's tiles (from its weights) fitted by least squares to each cell of each photo's detail"},
+        "subtract-periodic-mean": {"working_side": args.side, "period": 16,
+                                   "estimator": "each photo's own mean period-16 cell at the working size: no model, no other photo"},
     }
     return contexts, keys, notes
 
@@ -304,6 +314,7 @@ def headlines(results, seconds, names) -> dict:
             out[f"rid_vs_advdm200_heldout_{t}_{measure}_pct"] = ratio_pct(rid, ref)
     out["speed_ratio_advdm200_over_rid"] = seconds[REFERENCE] / seconds["RID"] if seconds.get("RID") else None
     out["kept_pct"] = {measure: kept_pct(results, names, measure) for measure in MEASURES}
+    out["over_clean_pct"] = {measure: over_clean_pct(results, names, measure) for measure in MEASURES}
     return out
 
 
@@ -317,6 +328,23 @@ def kept_pct(results, names, measure) -> dict:
             for tname in results if tname != "none"}
 
 
+def over_clean_pct(results, names, measure) -> dict:
+    """As kept_pct, but against the clean photos as they are, not purified: 100 * (purified
+    protected - clean) / (protected - clean). What the attacker's training sees against the photos
+    he wanted; above kept % when the purification itself harms clean photos (as subtracting a
+    randomised model's output does: it adds a perturbation of its own)."""
+    def over(method, tname, targets):
+        rows, clean = results[tname].get(method), results["none"][method]
+        if not rows:
+            return None
+        return float(np.mean([rows[t][measure]["protected"] - clean[t][measure]["clean"] for t in targets]))
+
+    return {tname: {method: {group: ratio_pct(over(method, tname, targets), mean_efficacy(results, "none", method, targets, measure))
+                             for group, targets in target_groups(names).items()}
+                    for method in KEPT_METHODS}
+            for tname in results if tname != "none"}
+
+
 def print_tables(results, seconds, headline, notes) -> None:
     for measure in MEASURES:
         print(f"\nefficacy = protected - clean, {measure} (higher is stronger protection)")
@@ -325,24 +353,27 @@ def print_tables(results, seconds, headline, notes) -> None:
             print(f"{tname:22} {'method':11}" + "".join(f"{t:>20}" for t in targets))
             for method, rows in methods.items():
                 print(f"{'':22} {method:11}" + "".join(f"{rows[t][measure]['efficacy']:>+20.6f}" for t in targets))
-    print_kept(headline["kept_pct"]["denoise_mse"], notes)
+    print_kept(headline["kept_pct"]["denoise_mse"], headline["over_clean_pct"]["denoise_mse"], notes)
     print("\nseconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in seconds.items() if v is not None))
     flat = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in headline.items() if k != "kept_pct"}
     print("headline: " + json.dumps(flat))
 
 
-def print_kept(kept: dict, notes: dict) -> None:
-    """Rows: purifications; columns: RID and the reference's kept % over all targets, then "RID /
-    reference" for each group."""
+def print_kept(kept: dict, over_clean: dict, notes: dict) -> None:
+    """Rows: purifications; columns: RID and the reference's kept % over all targets, the same
+    against the unpurified clean photos, then "RID / reference" kept % for each group."""
     groups = [g for g in next(iter(next(iter(kept.values())).values())) if g != "all"]
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
     print(f"\nefficacy kept after each purification, % of the unpurified efficacy (denoise_mse; ratio of the targets' means)")
-    print(f"{'purification':22}{'RID kept %':>12}{REFERENCE + ' kept %':>18}" + "".join(f"{g:>28}" for g in groups))
+    print(f"{'purification':22}{'RID kept %':>12}{REFERENCE + ' kept %':>18}{'over clean: RID / ' + REFERENCE:>30}" + "".join(f"{g:>28}" for g in groups))
     for tname, methods in kept.items():
         mark = "*" if tname == "subtract-mean-delta" else ""
         cells = "".join(f"{fmt(methods['RID'][g]) + ' / ' + fmt(methods[REFERENCE][g]) + mark:>28}" for g in groups)
-        print(f"{tname:22}{fmt(methods['RID']['all']):>12}{fmt(methods[REFERENCE]['all']) + mark:>18}" + cells)
-    print(f"group columns: RID / {REFERENCE}. * {REFERENCE}'s mean delta is {notes['subtract-mean-delta'][REFERENCE]}. "
+        over = over_clean[tname]
+        print(f"{tname:22}{fmt(methods['RID']['all']):>12}{fmt(methods[REFERENCE]['all']) + mark:>18}"
+              f"{fmt(over['RID']['all']) + ' / ' + fmt(over[REFERENCE]['all']):>30}" + cells)
+    print(f"over clean: purified protected less the clean photo unpurified, % of the unpurified efficacy. "
+          f"group columns: RID / {REFERENCE} kept %. * {REFERENCE}'s mean delta is {notes['subtract-mean-delta'][REFERENCE]}. "
           f"subtract-public-model ran the model's {notes['subtract-public-model']['backend']} backend.")
 
 

@@ -85,6 +85,10 @@ class TrainConfig(YamlConfig):
     # randomised generators (code_dim > 0): the attack on the public model, as augmentation, and
     # diversity * mean cos² between one image's deltas under two codes
     aug_subtract_prob: float = 0.0
+    # the one-photo attack on a repeating tile (subtract its own mean period-16 cell), as augmentation
+    aug_periodic_mean_prob: float = 0.0
+    # the attack that fits the public tiles in each period-16 cell, as augmentation
+    aug_tile_fit_prob: float = 0.0
     diversity_weight: float = 0.0
     # optimisation
     steps: int = 1000
@@ -105,7 +109,8 @@ class TrainConfig(YamlConfig):
         super().check_values()
         if self.target_dtype not in TARGET_DTYPES:
             raise ValueError(f"target_dtype must be one of {TARGET_DTYPES}, got {self.target_dtype!r}")
-        if not 0 <= self.aug_subtract_prob <= 1:
-            raise ValueError("aug_subtract_prob must be in [0, 1]")
+        for name in ("aug_subtract_prob", "aug_periodic_mean_prob", "aug_tile_fit_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]")
         if self.keep_checkpoints < 1:
             raise ValueError("keep_checkpoints must be at least 1")

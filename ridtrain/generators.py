@@ -115,6 +115,7 @@ class CompactGenerator(_Generator):
         code_dim: int = 0,
         code_hidden: int = 8,
         code_tiles: int = 4,
+        tile_field: bool = False,
     ):
         super().__init__()
         check_eps(eps)
@@ -157,6 +158,16 @@ class CompactGenerator(_Generator):
             if pattern:
                 self.code_mix = nn.Linear(code_dim, code_tiles, bias=False)
                 self.code_tile_bank = nn.Parameter(torch.randn(code_tiles, 3 * pattern**2) * 1e-4)
+        # With `tile_field`, the tiles no longer repeat: the code also draws, for the fixed tile and
+        # each bank tile, a plane wave over the grid of cells, cos(pi * (a*i + b*j + c)), which
+        # scales that tile cell by cell. A same-everywhere tile is what one photo's own periodic
+        # mean (or the mean delta of other photos) estimates and removes; a wave with a secret
+        # frequency and phase averages out of both.
+        if tile_field:
+            if not (pattern and code_dim):
+                raise ValueError("tile_field needs a tile (pattern) and a code (code_dim)")
+            if code_dim < 3 * (code_tiles + 1):
+                raise ValueError(f"tile_field needs code_dim >= 3 * (code_tiles + 1) = {3 * (code_tiles + 1)}")
 
     def raw(self, x, code=None):
         h = F.silu(self.stem(self.to_space(2 * x - 1)))  # (N, c0, H/r, W/r)
@@ -183,12 +194,36 @@ class CompactGenerator(_Generator):
             p = self.config.pattern
             # (N, 3p², H/p, W/p), one tile per cell. The gain multiplies a runtime tensor, so the
             # exporter cannot fold it into the stored tile, which stays fp16-exact (a lossless w16).
-            tile = self.tile
-            if self.config.code_dim:
-                tile = tile + (self.code_mix(code) @ self.code_tile_bank)[:, :, None, None]  # (N, 3p², 1, 1)
-            cells = (x[:, :1, ::p, ::p] * 0 + tile) * PATTERN_GAIN
+            if self.config.get("tile_field"):
+                cells = self.tile_cells(x, code) * PATTERN_GAIN
+            else:
+                tile = self.tile
+                if self.config.code_dim:
+                    tile = tile + (self.code_mix(code) @ self.code_tile_bank)[:, :, None, None]  # (N, 3p², 1, 1)
+                cells = (x[:, :1, ::p, ::p] * 0 + tile) * PATTERN_GAIN
             out = out + F.pixel_shuffle(cells, p)
         return out
+
+    def tile_cells(self, x, code):
+        """(N, 3p², H/p, W/p): in cell (i, j), the fixed tile times wave 0 plus each bank tile
+        times its code_mix amplitude and its wave k; wave k is cos(pi * (a*i + b*j + c)) with
+        (a, b, c) = code[:, 3k:3k+3]."""
+        p, n = self.config.pattern, x.shape[0]
+        rows = torch.arange(x.shape[-2] // p, device=x.device, dtype=x.dtype)
+        cols = torch.arange(x.shape[-1] // p, device=x.device, dtype=x.dtype)
+        k = self.config.code_tiles + 1
+        a, b, c = code[:, : 3 * k].reshape(n, k, 3).unbind(-1)  # (N, K+1) each
+        waves = torch.cos(torch.pi * (a[:, :, None, None] * rows[:, None] + b[:, :, None, None] * cols + c[:, :, None, None]))
+        amplitude = torch.cat([torch.ones_like(a[:, :1]), self.code_mix(code)], dim=1)  # (N, K+1)
+        weights = (waves * amplitude[:, :, None, None]).permute(0, 2, 3, 1)  # (N, H/p, W/p, K+1)
+        return (weights @ self.tile_basis()).permute(0, 3, 1, 2)
+
+    def tile_basis(self) -> torch.Tensor:
+        """(K, 3p²): the fixed tile, then the code's bank when randomised; each in pixel_shuffle's
+        order (channel, row, column). Public, as all weights are: an attacker can fit them."""
+        if not self.config.pattern:
+            raise ValueError("this generator has no tiles (pattern 0)")
+        return torch.cat([self.tile.view(1, -1), *([self.code_tile_bank] if hasattr(self, "code_tile_bank") else [])])
 
 
 # ----------------------------------------------------------------------------- DiT

@@ -13,6 +13,12 @@ to all, and the clean baseline must go through it too.
   of the image-dependent one survives protection (delta(x') ~ delta(x)).
 - subtract-mean-delta: the mean delta over other protected photos estimates the universal part
   (for our generator, a period-16 tile at the working size); subtract it.
+- subtract-periodic-mean: one photo and no model. The attacker knows the public generator's tile
+  period; averaging the period-16 cells of the photo's own detail at the working size estimates a
+  repeating tile (the image's detail averages to a near-flat cell), which he subtracts.
+- subtract-tile-fit: one photo and the public weights. The generator's learned tiles are in the
+  file every visitor downloads; in each period-16 cell of the photo's detail at the working size,
+  the attacker fits them by least squares and subtracts the fit, whatever secret scaled them.
 
 Every pixel rule (to_float, resizes at the working size, 8-bit rounding) is ridtrain.pixels'.
 """
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ridtrain import pixels
@@ -37,6 +44,8 @@ PURIFICATIONS = {
     "blur1": "Gaussian blur, sigma 1 (kornia, 7x7 kernel, reflected borders)",
     "subtract-public-model": "x - (G(x) - x): the public model run on the protected photo with the attacker's own seed, subtracted",
     "subtract-mean-delta": "x - the mean working-size delta of other protected photos, tiled and upsampled",
+    "subtract-periodic-mean": "x - the mean period-16 cell of the photo's own detail (x less its 16x16 local mean) at the working size, tiled and upsampled",
+    "subtract-tile-fit": "x - the public model's tiles fitted to each period-16 cell of the photo's detail (least squares) at the working size",
 }
 TILE_MULTIPLE = 16  # the generator's stride: working sizes are multiples of it, and its tile's period divides it
 MEAN_DELTA_PHOTOS = 16  # how many other protected photos the attacker averages
@@ -50,12 +59,15 @@ class PurifyContext:
         anything with protected_float(rgb, eps_levels) -> float (1,3,H,W) in [0,1]).
     eps_levels: the bound the attacker asks it for (None: the model's default).
     mean_delta: mean_working_delta's (3, h, w) estimate, made at working side `side`.
+    side: the attacker's working side (subtract-mean-delta, subtract-periodic-mean, subtract-tile-fit).
+    tiles: public_tiles' (K, 3, 16, 16) learned tiles of the public model (subtract-tile-fit).
     """
 
     protector: object | None = None
     eps_levels: int | None = None
     mean_delta: np.ndarray | None = None
     side: int | None = None
+    tiles: np.ndarray | None = None
 
 
 def check_names(names) -> list[str]:
@@ -84,6 +96,14 @@ def purify(rgb: np.ndarray, name: str, context: PurifyContext | None = None) -> 
         if context.mean_delta is None or context.side is None:
             raise ValueError("subtract-mean-delta needs a mean delta and its working side (PurifyContext.mean_delta, .side)")
         return subtract_mean_delta(rgb, context.mean_delta, context.side)
+    if name == "subtract-periodic-mean":
+        if context.side is None:
+            raise ValueError("subtract-periodic-mean needs the working side (PurifyContext.side)")
+        return subtract_periodic_mean(rgb, context.side)
+    if name == "subtract-tile-fit":
+        if context.tiles is None or context.side is None:
+            raise ValueError("subtract-tile-fit needs the public model's tiles and the working side (PurifyContext.tiles, .side)")
+        return subtract_tile_fit(rgb, context.tiles, context.side)
     raise AssertionError(f"PURIFICATIONS lists {name!r} but purify() does not handle it")
 
 
@@ -175,9 +195,71 @@ def tile_to(mean_delta: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def subtract_mean_delta(rgb: np.ndarray, mean_delta: np.ndarray, side: int, multiple: int = TILE_MULTIPLE) -> np.ndarray:
     """x'' = rint(clamp(x' - up(M), 0, 1) * 255): the mean working-size delta M tiled over this
-    photo's working size and brought to full size by pixels.delta_to_full (bound 1: no clamp)."""
-    x = pixels.to_float(rgb)
+    photo's working size."""
     size = pixels.working_size(*rgb.shape[:2], side=side, multiple=multiple)
-    delta = torch.from_numpy(np.ascontiguousarray(tile_to(mean_delta, size)))[None]
+    return subtract_working(rgb, tile_to(mean_delta, size))
+
+
+def subtract_working(rgb: np.ndarray, estimate) -> np.ndarray:
+    """rint(clamp(x - up(estimate), 0, 1) * 255): a (3, h, w) working-size estimate of delta
+    brought to the photo's size by pixels.delta_to_full (bound 1: no clamp) and subtracted."""
+    x = pixels.to_float(rgb)
+    delta = torch.as_tensor(np.ascontiguousarray(estimate), dtype=torch.float32)[None]
     return pixels.to_uint8((x - pixels.delta_to_full(delta, tuple(x.shape[-2:]), 1.0)).clamp_(0.0, 1.0))
 
+
+# ----------------------------------------------------------------------------- one photo's own repeating part
+
+
+def periodic_mean(working: torch.Tensor, period: int = TILE_MULTIPLE) -> np.ndarray:
+    """The mean period x period cell of a (1, 3, h, w) working-size image's detail (h, w multiples
+    of the period), less each channel's flat mean: (3, period, period). Detail is the image less
+    its period x period local mean (reflected borders): that local mean holds a zero-mean
+    repeating tile at its mean exactly, and holds the image's smooth ramps and shading, whose
+    cell mean would otherwise be a sawtooth."""
+    _, c, h, w = working.shape
+    cells = detail(working, period)[0].reshape(c, h // period, period, w // period, period)
+    cell = cells.mean(dim=(1, 3))
+    return (cell - cell.mean(dim=(1, 2), keepdim=True)).numpy()
+
+
+def detail(working: torch.Tensor, period: int = TILE_MULTIPLE) -> torch.Tensor:
+    """The (1, 3, h, w) image less its period x period local mean (reflected borders)."""
+    half = period // 2
+    return working - F.avg_pool2d(F.pad(working, (half, period - 1 - half, half, period - 1 - half), mode="reflect"), period, stride=1)
+
+
+def subtract_periodic_mean(rgb: np.ndarray, side: int, period: int = TILE_MULTIPLE) -> np.ndarray:
+    """x'' = rint(clamp(x' - up(P), 0, 1) * 255): P, the photo's own mean cell at its working size
+    (pixels.working_size at `side`, multiples of the period), tiled over it."""
+    size = pixels.working_size(*rgb.shape[:2], side=side, multiple=period)
+    cell = periodic_mean(pixels.to_working(pixels.to_float(rgb), size), period)
+    return subtract_working(rgb, tile_to(cell, size))
+
+
+# ----------------------------------------------------------------------------- the public tiles
+
+
+def public_tiles(gen) -> np.ndarray:
+    """A compact generator's learned tiles as an attacker reads them from its weights, (K, 3, p, p):
+    the fixed tile and, for a randomised one, its bank. In pixel_shuffle's order, as the generator
+    lays them out."""
+    if not getattr(gen.config, "pattern", 0):
+        raise ValueError("subtract-tile-fit: this generator has no tiles (pattern 0)")
+    p = gen.config.pattern
+    return gen.tile_basis().detach().float().reshape(-1, 3, p, p).numpy()
+
+
+def subtract_tile_fit(rgb: np.ndarray, tiles: np.ndarray, side: int) -> np.ndarray:
+    """x'' = rint(clamp(x' - up(F), 0, 1) * 255): F, in each cell of the photo's detail at its
+    working size (pixels.working_size at `side`, multiples of the tiles' period), the least-squares
+    combination of the tiles."""
+    p = tiles.shape[-1]
+    size = pixels.working_size(*rgb.shape[:2], side=side, multiple=p)
+    d = detail(pixels.to_working(pixels.to_float(rgb), size), p)[0]  # (3, h, w)
+    c, h, w = d.shape
+    cells = d.reshape(c, h // p, p, w // p, p).permute(1, 3, 0, 2, 4).reshape(-1, c * p * p)  # (cells, 3p²)
+    basis = torch.from_numpy(tiles).reshape(len(tiles), -1).double()  # (K, 3p²)
+    coef = torch.linalg.lstsq(basis.T, cells.double().T).solution  # (K, cells)
+    fit = (coef.T @ basis).float().reshape(h // p, w // p, c, p, p).permute(2, 0, 3, 1, 4).reshape(c, h, w)
+    return subtract_working(rgb, fit)

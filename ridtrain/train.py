@@ -60,6 +60,42 @@ def augment_subtract_public_model(gen, x_protected, eps, prob: float):
     return torch.where(hit, purified, x_protected)
 
 
+def augment_subtract_periodic_mean(delta, prob: float, period: int = 16):
+    """The one-photo attack on a repeating tile (purify's subtract-periodic-mean), as augmentation:
+    with probability `prob` per image, delta less its own mean period x period cell (less the
+    cell's flat mean). Taken on delta itself, not on the photo: the attacker's estimate at its
+    best. Differentiable, so training learns a delta whose effect does not sit in that cell."""
+    if prob <= 0:
+        return delta
+    n, c, h, w = delta.shape
+    if h % period or w % period:
+        raise ValueError(f"aug_periodic_mean_prob needs crops that are multiples of {period}, got {h}x{w}")
+    cell = delta.reshape(n, c, h // period, period, w // period, period).mean(dim=(2, 4))
+    cell = cell - cell.mean(dim=(2, 3), keepdim=True)
+    hit = (torch.rand(n, device=delta.device) < prob).view(-1, 1, 1, 1)
+    return torch.where(hit, delta - cell.repeat(1, 1, h // period, w // period), delta)
+
+
+def augment_subtract_tile_fit(delta, basis, prob: float, period: int = 16):
+    """The attack that reads the public tiles (purify's subtract-tile-fit), as augmentation: with
+    probability `prob` per image, delta less, in each period x period cell, its least-squares fit
+    by the tiles `basis` (K, 3·period²). On delta itself, as the periodic-mean augmentation is;
+    differentiable through the fit and the tiles, so training learns a delta that the public
+    tiles do not explain."""
+    if prob <= 0:
+        return delta
+    n, c, h, w = delta.shape
+    if h % period or w % period:
+        raise ValueError(f"aug_tile_fit_prob needs crops that are multiples of {period}, got {h}x{w}")
+    cells = delta.reshape(n, c, h // period, period, w // period, period).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, c * period**2)
+    gram = basis @ basis.T
+    gram = gram + 1e-6 * gram.diagonal().mean() * torch.eye(len(basis), device=delta.device, dtype=delta.dtype)  # tiny tiles stay solvable
+    fit = torch.linalg.solve(gram, basis @ cells.transpose(1, 2)).transpose(1, 2) @ basis  # (N, cells, 3p²)
+    fit = fit.reshape(n, h // period, w // period, c, period, period).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
+    hit = (torch.rand(n, device=delta.device) < prob).view(-1, 1, 1, 1)
+    return torch.where(hit, delta - fit, delta)
+
+
 def warm_start(gen, folder: str) -> None:
     """Start from a saved generator's weights: every tensor it has must fit (same name, same
     shape); tensors it lacks (a randomised generator's code layers, grown from a deterministic
@@ -159,7 +195,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for x, delta_pgd, has_delta in loader:
             with accelerator.autocast():
                 delta = gen(x, eps)  # a randomised generator draws a fresh code per image
-                x_prot = augment_subtract_public_model(gen, (x + delta).clamp(0, 1), eps, cfg.aug_subtract_prob)
+                attacked = augment_subtract_periodic_mean(delta, cfg.aug_periodic_mean_prob)
+                if cfg.aug_tile_fit_prob:
+                    attacked = augment_subtract_tile_fit(attacked, accelerator.unwrap_model(gen).tile_basis(), cfg.aug_tile_fit_prob)
+                x_prot = augment_subtract_public_model(gen, (x + attacked).clamp(0, 1), eps, cfg.aug_subtract_prob)
                 x_adv = robustness_augment(x_prot, cfg)
                 sds = ensemble_sds_loss(targets, x_adv, t_range=t_range)
                 reg = regression_loss(delta, delta_pgd, has_delta)

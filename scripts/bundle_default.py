@@ -19,10 +19,11 @@ from ridtrain.generators import count_params, load_generator, round_weights_to_f
 
 NAME = "rid-s-proxy"
 SUMMARY = (
-    "rid-s (with a learned period-16 tile) made randomised: every protection draws a fresh secret seed whose code "
-    "modulates the net and mixes tiles, so the perturbation depends on the photo and on that draw. Trained in "
-    "{stages} stages ({steps} steps; the first deterministic) with Adv-SDS, then a seed-diversity term and the "
-    "subtract-the-public-model attack as augmentation, and JPEG/resize throughout, at a {side}-px working side (the "
+    "rid-s (with learned 16-px tiles) made randomised: every protection draws a fresh secret seed whose code "
+    "modulates the net, mixes tiles and scales them cell by cell with secret waves (so they do not repeat), so the "
+    "perturbation depends on the photo and on that draw. Trained in {stages} stages ({steps} steps; the first "
+    "deterministic) with Adv-SDS, then a seed-diversity term and two attacks as augmentation (subtracting the public "
+    "model's output; subtracting the photo's own mean 16-px cell), and JPEG/resize throughout, at a {side}-px working side (the "
     "proxies' scale: photos are protected "
     "at that size, and the perturbation is enlarged to the photo), "
     "against {count} small latent diffusion models with {vaes} different VAEs that this project trained from scratch "
@@ -52,7 +53,8 @@ def vae_sources(targets: list[str]) -> set[str]:
 
 
 def training_stages(folder: Path) -> list[dict]:
-    """The train configs of a generator and of those it started from (init_from), first stage first."""
+    """The train configs of a generator and of those it started from (init_from), first stage
+    first. A stage that started from a bundled model takes that model's stages from its card."""
     chain = []
     while True:
         cfg = yaml.safe_load((folder / "train_config.yaml").read_text())
@@ -60,6 +62,9 @@ def training_stages(folder: Path) -> list[dict]:
         if not cfg.get("init_from"):
             return chain
         folder = Path(cfg["init_from"])
+        card = folder / "model_card.json"
+        if card.is_file() and "stages" in json.loads(card.read_text()):
+            return json.loads(card.read_text())["stages"] + chain
 
 
 def main(src: str, dst: str, efficacy: str | None = None) -> None:
@@ -80,7 +85,8 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
         "summary": SUMMARY.format(stages=len(chain), steps=" + ".join(str(c["steps"]) for c in chain), side=cfg["side"],
                                   count=len(cfg["targets"]), vaes=len(vae_sources(cfg["targets"]))),
         "stages": [{"steps": c["steps"], "targets": c["targets"], "arch_overrides": c.get("arch_overrides", {}),
-                    "diversity_weight": c.get("diversity_weight", 0.0), "aug_subtract_prob": c.get("aug_subtract_prob", 0.0)}
+                    "diversity_weight": c.get("diversity_weight", 0.0), "aug_subtract_prob": c.get("aug_subtract_prob", 0.0),
+                    "aug_periodic_mean_prob": c.get("aug_periodic_mean_prob", 0.0)}
                    for c in chain],
         "arch": cfg["arch"],
         "eps_levels": cfg["eps"],

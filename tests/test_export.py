@@ -20,9 +20,9 @@ from ridtrain.seeds import seed_code
 
 @pytest.fixture(scope="module")
 def fresh(perturbed_generator):
-    """A small perturbation, so delta is neither 0 nor saturated; randomised, with a tile, as the
-    bundled model is."""
-    folder = perturbed_generator(0.02, pattern=16, code_dim=16)
+    """A small perturbation, so delta is neither 0 nor saturated; randomised, with tiles scaled cell
+    by cell (tile_field), as the bundled model is."""
+    folder = perturbed_generator(0.02, pattern=16, code_dim=16, tile_field=True)
     return folder, load_generator(folder)
 
 
@@ -43,6 +43,9 @@ def test_export_folder_is_complete_and_single_file(exported):
     assert manifest["parameters"] <= 2_000_000 and 2e9 < manifest["flops_512"] < 5e9
     assert [t["name"] for t in manifest["contract"]["inputs"]] == ["image", "eps", "code"]
     assert manifest["seed"] == {"bytes": 16, "code_dim": 16, "rule": "sha256-counter-uint16-v1", "domain": "rid-code-v1"}
+    import onnx
+
+    assert not any(node.metadata_props for node in onnx.load(str(out / "model.onnx")).graph.node)  # no debug records in the download
 
 
 def test_parity_at_three_sizes_and_on_photos(exported, fresh):

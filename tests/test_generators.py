@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ridtrain.generators import (
     ALLOWED_EPS, DiTGenerator, build_generator, check_eps, count_flops, count_params, load_generator,
@@ -149,6 +150,37 @@ def test_the_codes_tile_is_periodic_and_the_net_is_modulated():
         assert torch.equal(delta, gen(torch.rand(1, 3, 64, 96), code=code))
         assert not torch.equal(delta, gen(x, code=gen.random_code(1)))
     assert torch.equal(delta[..., :16, :16], delta[..., 48:64, 80:96])
+
+
+def test_the_tile_field_scales_each_cell_by_a_wave_of_the_code():
+    from ridtrain.generators import PATTERN_GAIN
+
+    gen = randomised(tile_field=True)
+    torch.nn.init.normal_(gen.tile, std=0.8 / PATTERN_GAIN)
+    torch.nn.init.zeros_(gen.head.weight)  # delta = the tiles alone
+    x, code = torch.rand(1, 3, 64, 96), gen.random_code(1)
+    with torch.no_grad():
+        delta = gen(x, code=code)
+        assert torch.equal(delta, gen(torch.rand(1, 3, 64, 96), code=code))  # image-independent here
+        assert not torch.equal(delta, gen(x, code=gen.random_code(1)))
+        assert not torch.allclose(delta[..., :16, :16], delta[..., 48:64, 80:96])  # no longer repeating
+        cells = gen.tile_cells(x, code)  # (1, 3*16², 4, 6)
+        i, j = 3, 5
+        a, b, c = code[0, :15].view(5, 3).unbind(-1)
+        wave = torch.cos(torch.pi * (a * i + b * j + c))
+        amplitude = torch.cat([torch.ones(1), gen.code_mix(code)[0]])
+        expected = (wave * amplitude) @ torch.cat([gen.tile.view(1, -1), gen.code_tile_bank])
+    assert torch.allclose(cells[0, :, i, j], expected, atol=1e-7)
+    assert torch.allclose(gen.config.eps / 255 * torch.tanh(PATTERN_GAIN * F.pixel_shuffle(cells, 16)), delta, atol=1e-7)
+
+
+def test_the_tile_field_needs_a_tile_and_enough_code():
+    with pytest.raises(ValueError, match="needs a tile"):
+        build_generator("rid-s", code_dim=16, tile_field=True)
+    with pytest.raises(ValueError, match=r"code_dim >= 3 \* \(code_tiles \+ 1\) = 15"):
+        build_generator("rid-s", pattern=16, code_dim=8, tile_field=True)
+    field, plain = build_generator("rid-s", pattern=16, code_dim=16, tile_field=True), build_generator("rid-s", pattern=16, code_dim=16)
+    assert field.state_dict().keys() == plain.state_dict().keys()  # a repeating-tile generator's weights fit as they are
 
 
 def test_a_randomised_generator_saves_and_loads(tmp_path):

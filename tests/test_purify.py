@@ -9,8 +9,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ridtrain import pixels
-from ridtrain.purify import (PURIFICATIONS, PurifyContext, mean_working_delta, purify, subtract_mean_delta,
-                             subtract_public_model)
+from ridtrain.purify import (PURIFICATIONS, PurifyContext, mean_working_delta, public_tiles, purify, subtract_mean_delta,
+                             subtract_periodic_mean, subtract_public_model, subtract_tile_fit)
 
 SIDE = 32  # working side of these tests: photos are 1x to 4x it
 EPS = 8 / 255
@@ -31,12 +31,16 @@ def period16_tile(levels=6.0):
     return np.stack([np.sin(2 * np.pi * (yy + 4 * c) / 16) * np.cos(2 * np.pi * (xx - 3 * c) / 16) for c in range(3)]).astype(np.float32) * levels / 255
 
 
-def with_tile(rgb, tile):
+def with_tile(rgb, tile, side=SIDE, cell_signs=None):
     """rgb protected by a period-16 tile aligned to the top-left of its working size, through the
-    real pipeline (delta_to_full, clamp, 8-bit rounding)."""
-    size = pixels.working_size(*rgb.shape[:2], side=SIDE, multiple=16)
+    real pipeline (delta_to_full, clamp, 8-bit rounding); `cell_signs(i, j)` scales cell (i, j)."""
+    size = pixels.working_size(*rgb.shape[:2], side=side, multiple=16)
     reps = (1, -(-size[0] // 16), -(-size[1] // 16))
-    delta = torch.from_numpy(np.ascontiguousarray(np.tile(tile, reps)[:, :size[0], :size[1]]))[None]
+    tiled = np.tile(tile, reps)[:, :size[0], :size[1]]
+    if cell_signs is not None:
+        rows, cols = np.arange(size[0]) // 16, np.arange(size[1]) // 16
+        tiled = tiled * cell_signs(rows[:, None], cols[None, :])
+    delta = torch.from_numpy(np.ascontiguousarray(tiled, dtype=np.float32))[None]
     return pixels.apply_delta(pixels.to_float(rgb), delta, EPS)
 
 
@@ -62,7 +66,8 @@ def rng():
 @pytest.mark.parametrize("name", sorted(PURIFICATIONS))
 def test_every_purification_keeps_shape_and_dtype(name, rng):
     rgb = photo(rng, 45, 70)
-    context = PurifyContext(protector=ImageIndependentProtector(period16_tile()), mean_delta=period16_tile(), side=SIDE)
+    context = PurifyContext(protector=ImageIndependentProtector(period16_tile()), mean_delta=period16_tile(), side=SIDE,
+                            tiles=period16_tile()[None])
     out = purify(rgb, name, context)
     assert out.shape == rgb.shape and out.dtype == np.uint8
 
@@ -98,6 +103,42 @@ def test_subtract_mean_delta_removes_an_image_independent_tile(rng):
     assert (levels_off(subtract_mean_delta(attacked, misaligned, SIDE), target) <= 1).mean() < 0.7
 
 
+def test_subtract_periodic_mean_removes_a_repeating_tile_from_one_photo_but_not_a_varying_one(rng):
+    side = 128  # 8 x 12 cells
+    tile = period16_tile()
+    coarse = rng.uniform(50, 205, (5, 7, 3)).astype(np.uint8)  # shading, no detail at the cell's scale
+    clean = np.asarray(Image.fromarray(coarse).resize((192, 128), Image.BICUBIC))
+    attacked = with_tile(clean, tile, side)
+    assert (levels_off(attacked, clean) > 1).mean() > 0.5
+    assert (levels_off(subtract_periodic_mean(attacked, side), clean) <= 1).mean() > 0.95
+    assert (levels_off(purify(attacked, "subtract-periodic-mean", PurifyContext(side=side)), clean) <= 1).mean() > 0.95
+    # the same tile scaled cell by cell by a wave with a frequency that is not a whole number of cycles
+    varying = with_tile(clean, tile, side, lambda i, j: np.cos(np.pi * (0.37 * i + 0.61 * j + 0.2)))
+    removed = levels_off(subtract_periodic_mean(varying, side), varying).astype(float)
+    assert removed.mean() < 0.35 * levels_off(varying, clean).mean()
+    # ...which an attacker who reads the tile from the public weights fits cell by cell
+    fitted = subtract_tile_fit(varying, tile[None], side)
+    assert (levels_off(fitted, clean) <= 1).mean() > 0.95
+    assert np.array_equal(purify(varying, "subtract-tile-fit", PurifyContext(side=side, tiles=tile[None])), fitted)
+    other = np.roll(tile, 5, axis=2)[None]  # a tile the photo does not carry: little to fit
+    assert (levels_off(subtract_tile_fit(varying, other, side), clean) <= 1).mean() < 0.7
+
+
+def test_public_tiles_are_laid_out_as_the_generator_lays_them():
+    from ridtrain.generators import PATTERN_GAIN, build_generator
+
+    gen = build_generator("rid-s", pattern=16, code_dim=16, channels=(8, 16, 32)).eval()
+    torch.nn.init.normal_(gen.tile, std=0.5 / PATTERN_GAIN)
+    tiles = public_tiles(gen)
+    assert tiles.shape == (5, 3, 16, 16)  # the fixed tile and the code's 4
+    torch.nn.init.zeros_(gen.code_tile_bank)  # delta = the fixed tile alone (head and FiLM start at zero)
+    with torch.no_grad():
+        delta = gen(torch.rand(1, 3, 32, 48), 8 / 255)[0, :, :16, :16]
+    assert torch.allclose(torch.atanh(delta * 255 / 8) / PATTERN_GAIN, torch.from_numpy(tiles[0]), atol=1e-5)
+    with pytest.raises(ValueError, match="no tiles"):
+        public_tiles(build_generator("rid-s", channels=(8, 16, 32)))
+
+
 def test_subtract_public_model_undoes_an_image_independent_delta(rng):
     tile = period16_tile()
     clean = photo(rng, 70, 90)
@@ -127,6 +168,10 @@ def test_unknown_or_unready_purifications_are_named(rng):
         purify(rgb, "subtract-public-model")
     with pytest.raises(ValueError, match="needs a mean delta"):
         purify(rgb, "subtract-mean-delta")
+    with pytest.raises(ValueError, match="needs the working side"):
+        purify(rgb, "subtract-periodic-mean")
+    with pytest.raises(ValueError, match="needs the public model's tiles"):
+        purify(rgb, "subtract-tile-fit", PurifyContext(side=SIDE))
 
 
 def test_mean_delta_of_protected_copies_and_only_of_other_photos(tmp_path, rng):
@@ -158,19 +203,28 @@ def test_rid_eval_reports_what_each_purification_keeps(tmp_path, ldm_paths, pert
         for k in range(count):
             pixels.save_image(folder / f"p{k}.png", photo(rng, 40 + 8 * k, 48))
     args = ["eval", str(images), "-t", str(ldm_paths[0]), "--model", str(model), "--side", str(SIDE), "--samples", "1",
-            "--purify", "jpeg75", "--purify", "subtract-public-model", "--purify", "subtract-mean-delta",
-            "--mean-delta-images", str(others)]
+            "--purify", "jpeg75", "--purify", "subtract-public-model", "--purify", "subtract-tile-fit",
+            "--purify", "subtract-periodic-mean", "--purify", "subtract-mean-delta", "--mean-delta-images", str(others)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report["purified"]) == {"jpeg75", "subtract-public-model", "subtract-mean-delta"}
+    assert set(report["purified"]) == {"jpeg75", "subtract-public-model", "subtract-tile-fit", "subtract-periodic-mean", "subtract-mean-delta"}
     kept = report["kept_pct"]["jpeg75"][ldm_paths[0].name]["denoise_mse"]
     assert kept is not None and np.isfinite(kept)
     assert report["purify_notes"]["subtract-public-model"]["backend"] == "torch"  # the test model has no export
     assert report["purify_notes"]["subtract-mean-delta"]["photos"] == 2
+    assert report["purify_notes"]["subtract-tile-fit"]["tiles"] == 1  # a deterministic model: its fixed tile
     assert "subtract-mean-delta" in result.stderr and "%" in result.stderr
 
     missing = CliRunner().invoke(app, args[:-2])
     assert missing.exit_code == 2 and "--mean-delta-images" in missing.stderr
     unknown = CliRunner().invoke(app, args[:8] + ["--purify", "sharpen"])
     assert unknown.exit_code == 2 and "unknown purification 'sharpen'" in unknown.stderr
+
+
+def test_rid_eval_help_names_every_purification():
+    from ridtrain.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["eval", "--help"], terminal_width=400).output.split())
+    missing = [name for name in PURIFICATIONS if name not in text]
+    assert not missing, f"rid eval --help does not name {missing}"

@@ -208,13 +208,13 @@ def test_the_paper_dit_class_trains(cfg, tmp_path):
     assert gen.out.weight.abs().sum() > 0
 
 
-def test_a_randomised_generator_trains_with_diversity_and_the_subtract_attack(cfg, tmp_path):
-    base = train(cfg)  # a deterministic generator, then grown a code from its weights
-    cfg.arch_overrides = {**SMALL, "pattern": 16, "code_dim": 8}
+def test_a_randomised_generator_trains_with_diversity_and_the_subtract_attacks(cfg, tmp_path):
+    base = train(cfg)  # a deterministic generator, then grown a code and a tile field from its weights
+    cfg.arch_overrides = {**SMALL, "pattern": 16, "code_dim": 16, "tile_field": True}
     cfg.init_from, cfg.output = str(base), str(tmp_path / "randomised")
-    cfg.diversity_weight, cfg.aug_subtract_prob = 1.0, 1.0
+    cfg.diversity_weight, cfg.aug_subtract_prob, cfg.aug_periodic_mean_prob, cfg.aug_tile_fit_prob = 1.0, 1.0, 1.0, 0.5
     final = load_generator(train(cfg))
-    assert final.code_dim == 8
+    assert final.code_dim == 16 and final.config.tile_field
     assert not torch.equal(final.code_embed[2].weight, torch.zeros_like(final.code_embed[2].weight))  # the FiLM moved
     rows = [json.loads(line) for line in (tmp_path / "randomised" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= r["div"] <= 1 for r in rows)
@@ -249,3 +249,38 @@ def test_seed_diversity_and_the_subtract_attack():
     protected = (x + gen(x, 8 / 255)).clamp(0, 1)
     assert torch.allclose(augment_subtract_public_model(gen, protected, 8 / 255, 1.0), x, atol=1e-6)
     assert torch.equal(augment_subtract_public_model(gen, protected, 8 / 255, 0.0), protected)
+
+
+def test_the_periodic_mean_attack_as_augmentation():
+    from ridtrain.train import augment_subtract_periodic_mean
+
+    tile = torch.randn(2, 3, 16, 16)
+    tile -= tile.mean(dim=(2, 3), keepdim=True)  # a repeating delta with no flat part: removed whole
+    repeating = tile.repeat(1, 1, 2, 3)
+    assert augment_subtract_periodic_mean(repeating, 1.0).abs().max() < 1e-6
+    assert torch.equal(augment_subtract_periodic_mean(repeating, 0.0), repeating)
+    flat = torch.full((2, 3, 32, 48), 0.01)  # no repeating part: kept
+    assert torch.allclose(augment_subtract_periodic_mean(flat, 1.0), flat)
+    waves = torch.cos(torch.pi * (0.37 * torch.arange(2)[:, None] + 0.61 * torch.arange(3)))  # one sign per cell, varying
+    varying = repeating * waves.repeat_interleave(16, 0).repeat_interleave(16, 1)
+    kept = augment_subtract_periodic_mean(varying, 1.0)
+    assert (kept - varying).norm() < 0.6 * varying.norm()
+    with pytest.raises(ValueError, match="multiples of 16"):
+        augment_subtract_periodic_mean(torch.zeros(1, 3, 24, 32), 1.0)
+
+
+def test_the_tile_fit_attack_as_augmentation():
+    from ridtrain.train import augment_subtract_tile_fit
+
+    torch.manual_seed(0)
+    basis = torch.randn(2, 3 * 16 * 16, requires_grad=True)
+    coef = torch.randn(2, 2, 3, 2)  # (N, rows, cols, K): each cell its own mix of the tiles
+    cells = (coef @ basis.detach()).reshape(2, 2, 3, 3, 16, 16)
+    mixed = cells.permute(0, 3, 1, 4, 2, 5).reshape(2, 3, 32, 48)
+    assert augment_subtract_tile_fit(mixed, basis, 1.0).abs().max() < 1e-4
+    assert torch.equal(augment_subtract_tile_fit(mixed, basis, 0.0), mixed)
+    other = torch.randn(2, 3, 32, 48)
+    kept = augment_subtract_tile_fit(other, basis, 1.0)
+    assert (kept - other).norm() < 0.2 * other.norm()  # 2 of 768 directions per cell
+    kept.pow(2).sum().backward()
+    assert basis.grad is not None and basis.grad.abs().sum() > 0  # training can move the tiles away from the fit
