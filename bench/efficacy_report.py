@@ -355,7 +355,7 @@ def print_tables(results, seconds, headline, notes) -> None:
                 print(f"{'':22} {method:11}" + "".join(f"{rows[t][measure]['efficacy']:>+20.6f}" for t in targets))
     print_kept(headline["kept_pct"]["denoise_mse"], headline["over_clean_pct"]["denoise_mse"], notes)
     print("\nseconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in seconds.items() if v is not None))
-    flat = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in headline.items() if k != "kept_pct"}
+    flat = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in headline.items() if k not in ("kept_pct", "over_clean_pct")}
     print("headline: " + json.dumps(flat))
 
 
