@@ -20,7 +20,8 @@ resize and back, Gaussian blur sigma 1, subtract-public-model (the model's shipp
 when it has one, run with the attacker's own fresh seed) and subtract-mean-delta (the mean delta
 of 16 other protected photos, --mean-delta-images) and subtract-periodic-mean (each photo's own
 mean period-16 cell at the working size: no model, no other photo) and subtract-tile-fit (the
-model's tiles, read from its weights, fitted to each cell of each photo). For subtract-mean-delta RID's 16 photos are
+model's tiles, read from its weights, fitted to each cell of each photo) and subtract-code-search
+(the model's delta for the code a gradient search finds in each photo). For subtract-mean-delta RID's 16 photos are
 protected with fresh seeds, and AdvDM-200's mean delta comes from AdvDM runs of
 --mean-delta-advdm-steps (default 50: 16 more AdvDM-200 runs, each 280 s a photo against three
 proxies in the 2026-12-02 report, are too slow for 2 cores); other
@@ -50,7 +51,7 @@ from ridtrain.bundled import resolve_model_path
 from ridtrain.data import find_images
 from ridtrain.evaluate import check_disjoint, evaluate, mean_delta_pairs
 from ridtrain.protect import load_backend, onnx_folder, protect_array
-from ridtrain.purify import (MEAN_DELTA_PHOTOS, PURIFICATIONS, PurifyContext, mean_working_delta, public_protector, public_tiles,
+from ridtrain.purify import (CODE_SEARCH_STARTS, CODE_SEARCH_STEPS, MEAN_DELTA_PHOTOS, PURIFICATIONS, PurifyContext, mean_working_delta, public_protector, public_tiles,
                              purify)
 from ridtrain.targets import load_target
 
@@ -234,11 +235,15 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
     if REFERENCE in protected:
         mean_deltas[REFERENCE] = advdm_mean_delta(photos, args.mean_delta_images, args.work / "mean-delta", train_targets,
                                                   args.eps, args.side, args.mean_delta_advdm_steps)
-    tiles = public_tiles(load_backend(args.model, "torch").gen)
+    generator = load_backend(args.model, "torch").gen
+    tiles = public_tiles(generator)
+    search_key = content_key([resolve_model_path(args.model)], {"eps": args.eps, "starts": CODE_SEARCH_STARTS, "steps": CODE_SEARCH_STEPS})
     contexts, keys = {}, {}
     for method in protected:
         delta = mean_deltas.get(method)
-        contexts[method] = PurifyContext(protector=attacker, eps_levels=args.eps, mean_delta=delta, side=args.side, tiles=tiles)
+        contexts[method] = PurifyContext(protector=attacker, eps_levels=args.eps, mean_delta=delta, side=args.side, tiles=tiles,
+                                         generator=generator)
+        keys[("subtract-code-search", method)] = search_key
         keys[("subtract-public-model", method)] = attacker_key
         keys[("subtract-periodic-mean", method)] = f"side={args.side}"
         keys[("subtract-tile-fit", method)] = hashlib.sha256(f"{args.side}".encode() + tiles.tobytes()).hexdigest()
@@ -255,6 +260,8 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
             "other methods": "n/a"},
         "subtract-tile-fit": {"model": args.model, "tiles": len(tiles), "working_side": args.side,
                               "estimator": "the model's tiles (from its weights) fitted by least squares to each cell of each photo's detail"},
+        "subtract-code-search": {"model": args.model, "starts": CODE_SEARCH_STARTS, "steps": CODE_SEARCH_STEPS,
+                                 "estimator": "the code found by Adam to leave the least detail in each photo once its delta is subtracted"},
         "subtract-periodic-mean": {"working_side": args.side, "period": 16,
                                    "estimator": "each photo's own mean period-16 cell at the working size: no model, no other photo"},
     }

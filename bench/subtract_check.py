@@ -10,7 +10,7 @@ protected less the clean photo as it is: what the attacker's training sees again
 wanted), with the mean cosine between the full-size deltas of two protections of one photo (1 for a
 deterministic generator). The attacker's purification runs on clean and protected photos alike;
 subtract-public-model runs the same generator with seeds of the attacker's own, subtract-tile-fit
-reads its tiles, and
+reads its tiles, subtract-code-search searches its code, and
 subtract-mean-delta averages MEAN_DELTA_PHOTOS photos of --mean-delta-images protected now. Each
 protection draws a fresh seed, so two runs differ by a few points: use bench/efficacy_report.py
 for figures to quote.
@@ -31,7 +31,7 @@ from ridtrain.protect import TorchProtector
 from ridtrain.purify import MEAN_DELTA_PHOTOS, PurifyContext, check_names, mean_working_delta, public_tiles, purify
 from ridtrain.targets import load_target
 
-SUBTRACTING = ("subtract-public-model", "subtract-periodic-mean", "subtract-tile-fit", "subtract-mean-delta")
+SUBTRACTING = ("subtract-public-model", "subtract-periodic-mean", "subtract-tile-fit", "subtract-code-search", "subtract-mean-delta")
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,7 +41,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def check(model: str, target, images: list[Path], purifications, side: int, samples: int, mean_delta_images: Path) -> dict:
     gen = load_generator(model)
     protector = TorchProtector(gen)
-    context = PurifyContext(protector=protector, side=side)
+    context = PurifyContext(protector=protector, side=side, generator=gen)
     if "subtract-tile-fit" in purifications:
         context.tiles = public_tiles(gen)
     if "subtract-mean-delta" in purifications:

@@ -181,14 +181,14 @@ def evaluate(
     purifications: Optional[List[str]] = typer.Option(
         None, "--purify", help="Also measure after an attacker's purification of clean and protected photos (repeatable): "
         "jpeg95, jpeg85, jpeg75, resize0.5, blur1, subtract-public-model, subtract-mean-delta, subtract-periodic-mean, "
-        "subtract-tile-fit (ridtrain/purify.py)."),
+        "subtract-tile-fit, subtract-code-search (ridtrain/purify.py)."),
     mean_delta_images: Optional[Path] = typer.Option(
         None, "--mean-delta-images", help="subtract-mean-delta: other photos (the first 16, sorted) whose mean delta is subtracted."),
     mean_delta_protected: Optional[Path] = typer.Option(
         None, "--mean-delta-protected", help="With --protected: protected copies of the --mean-delta-images, named like them."),
     attacker_model: Optional[str] = typer.Option(
-        None, "--attacker-model", help="subtract-public-model, subtract-tile-fit: the public model the attacker runs or reads "
-        "(default: --model, else the bundled one)."),
+        None, "--attacker-model", help="subtract-public-model, subtract-tile-fit, subtract-code-search: the public model "
+        "the attacker runs or reads (default: --model, else the bundled one)."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (targets and generator)"),
     dtype: str = typer.Option("float32", "--dtype", help="Target weights: float32, float16 or bfloat16 (GPUs)."),

@@ -23,8 +23,8 @@ import torch
 
 from ridtrain import pixels
 from ridtrain.data import DATA_MULTIPLE, find_images
-from ridtrain.purify import (MEAN_DELTA_PHOTOS, PurifyContext, check_names, mean_working_delta, public_protector, public_tiles,
-                             purify)
+from ridtrain.purify import (CODE_SEARCH_STARTS, CODE_SEARCH_STEPS, MEAN_DELTA_PHOTOS, PurifyContext, check_names,
+                             mean_working_delta, public_protector, public_tiles, purify)
 from ridtrain.sds import adv_sds_loss, denoise_loss
 
 CONDITIONS = ("clean", "protected", "gaussian", "uniform")
@@ -188,7 +188,7 @@ def purify_context(purifications, images, eps_levels: int, side: int, gen=None, 
 
     subtract-public-model runs `attacker_model` as an attacker gets it (its shipped ONNX export
     when it has one), asked for the evaluated bound; subtract-tile-fit reads its tiles from its
-    weights. subtract-mean-delta averages the deltas of
+    weights, and subtract-code-search runs it in PyTorch. subtract-mean-delta averages the deltas of
     the first MEAN_DELTA_PHOTOS photos of `mean_delta_images` (other photos than `images`),
     protected by `gen` with fresh seeds, or read from `mean_delta_protected` (same names)."""
     check_names(purifications)
@@ -198,13 +198,17 @@ def purify_context(purifications, images, eps_levels: int, side: int, gen=None, 
             raise ValueError("subtract-public-model needs the public model (--attacker-model)")
         context.protector, backend = public_protector(attacker_model)
         notes["subtract-public-model"] = {"model": str(attacker_model), "backend": backend, "eps_levels": eps_levels}
-    if "subtract-tile-fit" in purifications:
+    if {"subtract-tile-fit", "subtract-code-search"} & set(purifications):
         from ridtrain.generators import load_generator
 
         if attacker_model is None:
-            raise ValueError("subtract-tile-fit needs the public model (--attacker-model)")
-        context.tiles = public_tiles(load_generator(attacker_model))
-        notes["subtract-tile-fit"] = {"model": str(attacker_model), "tiles": len(context.tiles)}
+            raise ValueError("subtract-tile-fit and subtract-code-search need the public model (--attacker-model)")
+        context.generator = load_generator(attacker_model)
+        if "subtract-tile-fit" in purifications:
+            context.tiles = public_tiles(context.generator)
+            notes["subtract-tile-fit"] = {"model": str(attacker_model), "tiles": len(context.tiles)}
+        if "subtract-code-search" in purifications:
+            notes["subtract-code-search"] = {"model": str(attacker_model), "starts": CODE_SEARCH_STARTS, "steps": CODE_SEARCH_STEPS}
     if "subtract-mean-delta" in purifications:
         if mean_delta_images is None:
             raise ValueError("subtract-mean-delta needs other photos to estimate the mean delta from (--mean-delta-images)")

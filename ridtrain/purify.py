@@ -19,6 +19,10 @@ to all, and the clean baseline must go through it too.
 - subtract-tile-fit: one photo and the public weights. The generator's learned tiles are in the
   file every visitor downloads; in each period-16 cell of the photo's detail at the working size,
   the attacker fits them by least squares and subtracts the fit, whatever secret scaled them.
+- subtract-code-search: one photo and the public model, run in PyTorch with gradients. The code is
+  secret but small (16 numbers): the attacker searches it by gradient descent, from a few random
+  starts, for the code whose delta leaves the least detail in the photo once subtracted, and
+  subtracts that delta.
 
 Every pixel rule (to_float, resizes at the working size, 8-bit rounding) is ridtrain.pixels'.
 """
@@ -45,10 +49,12 @@ PURIFICATIONS = {
     "subtract-public-model": "x - (G(x) - x): the public model run on the protected photo with the attacker's own seed, subtracted",
     "subtract-mean-delta": "x - the mean working-size delta of other protected photos, tiled and upsampled",
     "subtract-periodic-mean": "x - the mean period-16 cell of the photo's own detail (x less its 16x16 local mean) at the working size, tiled and upsampled",
+    "subtract-code-search": "x - G(x, c*): the public model's delta for the code c* found by gradient descent to leave the least detail",
     "subtract-tile-fit": "x - the public model's tiles fitted to each period-16 cell of the photo's detail (least squares) at the working size",
 }
 TILE_MULTIPLE = 16  # the generator's stride: working sizes are multiples of it, and its tile's period divides it
 MEAN_DELTA_PHOTOS = 16  # how many other protected photos the attacker averages
+CODE_SEARCH_STARTS, CODE_SEARCH_STEPS = 4, 50  # random starts, Adam steps from each
 
 
 @dataclass
@@ -61,6 +67,7 @@ class PurifyContext:
     mean_delta: mean_working_delta's (3, h, w) estimate, made at working side `side`.
     side: the attacker's working side (subtract-mean-delta, subtract-periodic-mean, subtract-tile-fit).
     tiles: public_tiles' (K, 3, 16, 16) learned tiles of the public model (subtract-tile-fit).
+    generator: the public model as a PyTorch generator (subtract-code-search).
     """
 
     protector: object | None = None
@@ -68,6 +75,7 @@ class PurifyContext:
     mean_delta: np.ndarray | None = None
     side: int | None = None
     tiles: np.ndarray | None = None
+    generator: object | None = None
 
 
 def check_names(names) -> list[str]:
@@ -104,6 +112,10 @@ def purify(rgb: np.ndarray, name: str, context: PurifyContext | None = None) -> 
         if context.tiles is None or context.side is None:
             raise ValueError("subtract-tile-fit needs the public model's tiles and the working side (PurifyContext.tiles, .side)")
         return subtract_tile_fit(rgb, context.tiles, context.side)
+    if name == "subtract-code-search":
+        if context.generator is None:
+            raise ValueError("subtract-code-search needs the public model as a PyTorch generator (PurifyContext.generator)")
+        return subtract_code_search(rgb, context.generator, context.eps_levels)
     raise AssertionError(f"PURIFICATIONS lists {name!r} but purify() does not handle it")
 
 
@@ -263,3 +275,41 @@ def subtract_tile_fit(rgb: np.ndarray, tiles: np.ndarray, side: int) -> np.ndarr
     coef = torch.linalg.lstsq(basis.T, cells.double().T).solution  # (K, cells)
     fit = (coef.T @ basis).float().reshape(h // p, w // p, c, p, p).permute(2, 0, 3, 1, 4).reshape(c, h, w)
     return subtract_working(rgb, fit)
+
+
+# ----------------------------------------------------------------------------- the code, searched
+
+
+def subtract_code_search(rgb: np.ndarray, gen, eps_levels: int | None = None, starts: int = CODE_SEARCH_STARTS,
+                         steps: int = CODE_SEARCH_STEPS, seed: int = 0) -> np.ndarray:
+    """x'' = rint(clamp(x' - up(G(x', c*)), 0, 1) * 255) at the generator's working size, where c*
+    minimises the detail energy of x' - G(x', c) (Adam on tanh-squashed codes, from `starts`
+    random starts drawn from `seed`, `steps` each; the best end point wins). A deterministic
+    generator has no code to search: its delta is subtracted as it is."""
+    eps = (gen.config.eps if eps_levels is None else eps_levels) / 255.0
+    working = pixels.working_image(pixels.to_float(rgb), **gen.working_size_rule)
+    flags = [q.requires_grad for q in gen.parameters()]
+    for q in gen.parameters():  # gradients for the code only
+        q.requires_grad_(False)
+    try:
+        best, best_loss = None, float("inf")
+        draws = torch.Generator().manual_seed(seed)
+        for _ in range(starts if gen.code_dim else 0):
+            raw = (torch.rand(1, gen.code_dim, generator=draws) * 2 - 1).requires_grad_(True)
+            opt = torch.optim.Adam([raw], lr=0.1)
+            for _ in range(steps):
+                with torch.enable_grad():
+                    loss = detail(working - gen(working, eps, torch.tanh(raw))).pow(2).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                opt.step()
+            with torch.no_grad():
+                final = detail(working - gen(working, eps, torch.tanh(raw))).pow(2).mean().item()
+            if final < best_loss:
+                best, best_loss = torch.tanh(raw.detach()), final
+        with torch.no_grad():
+            delta = gen(working, eps, best)[0]
+    finally:
+        for q, flag in zip(gen.parameters(), flags):
+            q.requires_grad_(flag)
+    return subtract_working(rgb, delta)

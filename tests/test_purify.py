@@ -66,8 +66,11 @@ def rng():
 @pytest.mark.parametrize("name", sorted(PURIFICATIONS))
 def test_every_purification_keeps_shape_and_dtype(name, rng):
     rgb = photo(rng, 45, 70)
+    from ridtrain.generators import build_generator
+
+    small = build_generator("rid-s", pattern=16, code_dim=16, channels=(8, 16, 16), working_side=SIDE).eval()
     context = PurifyContext(protector=ImageIndependentProtector(period16_tile()), mean_delta=period16_tile(), side=SIDE,
-                            tiles=period16_tile()[None])
+                            tiles=period16_tile()[None], generator=small)
     out = purify(rgb, name, context)
     assert out.shape == rgb.shape and out.dtype == np.uint8
 
@@ -172,6 +175,8 @@ def test_unknown_or_unready_purifications_are_named(rng):
         purify(rgb, "subtract-periodic-mean")
     with pytest.raises(ValueError, match="needs the public model's tiles"):
         purify(rgb, "subtract-tile-fit", PurifyContext(side=SIDE))
+    with pytest.raises(ValueError, match="needs the public model as a PyTorch generator"):
+        purify(rgb, "subtract-code-search")
 
 
 def test_mean_delta_of_protected_copies_and_only_of_other_photos(tmp_path, rng):
@@ -204,11 +209,13 @@ def test_rid_eval_reports_what_each_purification_keeps(tmp_path, ldm_paths, pert
             pixels.save_image(folder / f"p{k}.png", photo(rng, 40 + 8 * k, 48))
     args = ["eval", str(images), "-t", str(ldm_paths[0]), "--model", str(model), "--side", str(SIDE), "--samples", "1",
             "--purify", "jpeg75", "--purify", "subtract-public-model", "--purify", "subtract-tile-fit",
-            "--purify", "subtract-periodic-mean", "--purify", "subtract-mean-delta", "--mean-delta-images", str(others)]
+            "--purify", "subtract-periodic-mean", "--purify", "subtract-code-search", "--purify", "subtract-mean-delta",
+            "--mean-delta-images", str(others)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report["purified"]) == {"jpeg75", "subtract-public-model", "subtract-tile-fit", "subtract-periodic-mean", "subtract-mean-delta"}
+    assert set(report["purified"]) == {"jpeg75", "subtract-public-model", "subtract-tile-fit", "subtract-periodic-mean",
+                                       "subtract-code-search", "subtract-mean-delta"}
     kept = report["kept_pct"]["jpeg75"][ldm_paths[0].name]["denoise_mse"]
     assert kept is not None and np.isfinite(kept)
     assert report["purify_notes"]["subtract-public-model"]["backend"] == "torch"  # the test model has no export
@@ -228,3 +235,24 @@ def test_rid_eval_help_names_every_purification():
     text = " ".join(CliRunner().invoke(app, ["eval", "--help"], terminal_width=400).output.split())
     missing = [name for name in PURIFICATIONS if name not in text]
     assert not missing, f"rid eval --help does not name {missing}"
+
+
+def test_subtract_code_search_finds_a_secret_code_and_leaves_the_generator_as_it_was(rng):
+    from ridtrain.generators import PATTERN_GAIN, build_generator
+    from ridtrain.protect import TorchProtector
+    from ridtrain.purify import subtract_code_search
+
+    torch.manual_seed(0)
+    # delta = a mix of tiles set smoothly by the code (no waves: their frequencies make the search a
+    # much harder one), a few levels
+    gen = build_generator("rid-s", pattern=16, code_dim=16, channels=(8, 16, 32), working_side=64).eval()
+    torch.nn.init.normal_(gen.code_tile_bank, std=0.5 / PATTERN_GAIN)
+    torch.nn.init.normal_(gen.code_mix.weight, std=1.0)
+    coarse = rng.uniform(60, 195, (5, 7, 3)).astype(np.uint8)
+    clean = np.asarray(Image.fromarray(coarse).resize((96, 64), Image.BICUBIC))
+    attacked = TorchProtector(gen).protect_array(clean, seed="00" * 16)
+    searched = subtract_code_search(attacked, gen)
+    before, after = levels_off(attacked, clean).mean(), levels_off(searched, clean).mean()
+    assert before > 3 and after < 0.5 * before
+    assert all(q.requires_grad for q in gen.parameters())
+    assert np.array_equal(purify(attacked, "subtract-code-search", PurifyContext(generator=gen)), searched)  # seeded starts
