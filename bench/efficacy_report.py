@@ -235,8 +235,9 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
     if REFERENCE in protected:
         mean_deltas[REFERENCE] = advdm_mean_delta(photos, args.mean_delta_images, args.work / "mean-delta", train_targets,
                                                   args.eps, args.side, args.mean_delta_advdm_steps)
-    generator = load_backend(args.model, "torch").gen
-    tiles = public_tiles(generator)
+    transforms = args.transforms.split(",")
+    generator = load_backend(args.model, "torch").gen  # the attacker's copy in PyTorch (tiles, code search)
+    tiles = public_tiles(generator) if "subtract-tile-fit" in transforms else None
     search_key = content_key([resolve_model_path(args.model)], {"eps": args.eps, "starts": CODE_SEARCH_STARTS, "steps": CODE_SEARCH_STEPS})
     contexts, keys = {}, {}
     for method in protected:
@@ -246,7 +247,8 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
         keys[("subtract-code-search", method)] = search_key
         keys[("subtract-public-model", method)] = attacker_key
         keys[("subtract-periodic-mean", method)] = f"side={args.side}"
-        keys[("subtract-tile-fit", method)] = hashlib.sha256(f"{args.side}".encode() + tiles.tobytes()).hexdigest()
+        if tiles is not None:
+            keys[("subtract-tile-fit", method)] = hashlib.sha256(f"{args.side}".encode() + tiles.tobytes()).hexdigest()
         if delta is not None:
             keys[("subtract-mean-delta", method)] = hashlib.sha256(f"{delta.shape}".encode() + delta.tobytes()).hexdigest()
     notes = {
@@ -258,7 +260,7 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
             "RID": "the photos protected by the model, a fresh seed each",
             REFERENCE: f"from AdvDM-{args.mean_delta_advdm_steps} runs on the photos (AdvDM-200 on 16 more photos is 16x the cost of one)",
             "other methods": "n/a"},
-        "subtract-tile-fit": {"model": args.model, "tiles": len(tiles), "working_side": args.side,
+        "subtract-tile-fit": {"model": args.model, "tiles": None if tiles is None else len(tiles), "working_side": args.side,
                               "estimator": "the model's tiles (from its weights) fitted by least squares to each cell of each photo's detail"},
         "subtract-code-search": {"model": args.model, "starts": CODE_SEARCH_STARTS, "steps": CODE_SEARCH_STEPS,
                                  "estimator": "the code found by Adam to leave the least detail in each photo once its delta is subtracted"},

@@ -4,7 +4,7 @@
 
 For each generator, on the held-out photos against one proxy (denoising MSE, `rid eval`'s path
 and draws, fewer of them): the efficacy (protected minus clean), and for each purification asked
-for (ridtrain/purify.py; by default the three that subtract an estimate of delta) the share of it
+for (ridtrain/purify.py; by default the five that subtract an estimate of delta) the share of it
 kept (purified protected less purified clean, as the report has it; and, in brackets, purified
 protected less the clean photo as it is: what the attacker's training sees against the photos he
 wanted), with the mean cosine between the full-size deltas of two protections of one photo (1 for a
@@ -82,7 +82,7 @@ def main() -> None:
     if "subtract-mean-delta" in purifications:
         check_disjoint(find_images(args.mean_delta_images), images)
     print("kept: purified protected less purified clean; (over clean): purified protected less the clean photo as it is")
-    print(f"{'model':44} {'gain':>9} " + " ".join(f"{name[9:] + ' kept (over clean)':>30}" for name in purifications) + f" {'cos(two seeds)':>15}")
+    print(f"{'model':44} {'gain':>9} " + " ".join(f"{name.removeprefix('subtract-') + ' kept (over clean)':>30}" for name in purifications) + f" {'cos(two seeds)':>15}")
     for model in args.models:
         r = check(model, target, images, purifications, args.side, args.samples, args.mean_delta_images)
         kept = " ".join(f"{r['kept_pct'][name]:18.0f} % ({r['over_unpurified_clean_pct'][name]:4.0f} %)" for name in purifications)

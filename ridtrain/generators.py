@@ -194,7 +194,7 @@ class CompactGenerator(_Generator):
             p = self.config.pattern
             # (N, 3p², H/p, W/p), one tile per cell. The gain multiplies a runtime tensor, so the
             # exporter cannot fold it into the stored tile, which stays fp16-exact (a lossless w16).
-            if self.config.get("tile_field"):
+            if self.config.get("tile_field"):  # .get: configs saved before tile_field existed lack it
                 cells = self.tile_cells(x, code) * PATTERN_GAIN
             else:
                 tile = self.tile
@@ -211,15 +211,15 @@ class CompactGenerator(_Generator):
         p, n = self.config.pattern, x.shape[0]
         rows = torch.arange(x.shape[-2] // p, device=x.device, dtype=x.dtype)
         cols = torch.arange(x.shape[-1] // p, device=x.device, dtype=x.dtype)
-        k = self.config.code_tiles + 1
-        a, b, c = code[:, : 3 * k].reshape(n, k, 3).unbind(-1)  # (N, K+1) each
+        t = self.config.code_tiles + 1  # T tiles: the fixed one and the bank
+        a, b, c = code[:, : 3 * t].reshape(n, t, 3).unbind(-1)  # (N, T) each
         waves = torch.cos(torch.pi * (a[:, :, None, None] * rows[:, None] + b[:, :, None, None] * cols + c[:, :, None, None]))
-        amplitude = torch.cat([torch.ones_like(a[:, :1]), self.code_mix(code)], dim=1)  # (N, K+1)
-        weights = (waves * amplitude[:, :, None, None]).permute(0, 2, 3, 1)  # (N, H/p, W/p, K+1)
+        amplitude = torch.cat([torch.ones_like(a[:, :1]), self.code_mix(code)], dim=1)  # (N, T)
+        weights = (waves * amplitude[:, :, None, None]).permute(0, 2, 3, 1)  # (N, H/p, W/p, T)
         return (weights @ self.tile_basis()).permute(0, 3, 1, 2)
 
     def tile_basis(self) -> torch.Tensor:
-        """(K, 3p²): the fixed tile, then the code's bank when randomised; each in pixel_shuffle's
+        """(T, 3p²): the fixed tile, then the code's bank of code_tiles when randomised; each in pixel_shuffle's
         order (channel, row, column). Public, as all weights are: an attacker can fit them."""
         if not self.config.pattern:
             raise ValueError("this generator has no tiles (pattern 0)")

@@ -55,6 +55,13 @@ PURIFICATIONS = {
 TILE_MULTIPLE = 16  # the generator's stride: working sizes are multiples of it, and its tile's period divides it
 MEAN_DELTA_PHOTOS = 16  # how many other protected photos the attacker averages
 CODE_SEARCH_STARTS, CODE_SEARCH_STEPS = 4, 50  # random starts, Adam steps from each
+NEEDS = {  # the subtracting purifications: the PurifyContext fields each one reads, and what they are
+    "subtract-public-model": (("protector",), "the public model"),
+    "subtract-mean-delta": (("mean_delta", "side"), "a mean delta and its working side"),
+    "subtract-periodic-mean": (("side",), "the working side"),
+    "subtract-tile-fit": (("tiles", "side"), "the public model's tiles and the working side"),
+    "subtract-code-search": (("generator",), "the public model as a PyTorch generator"),
+}
 
 
 @dataclass
@@ -66,7 +73,7 @@ class PurifyContext:
     eps_levels: the bound the attacker asks it for (None: the model's default).
     mean_delta: mean_working_delta's (3, h, w) estimate, made at working side `side`.
     side: the attacker's working side (subtract-mean-delta, subtract-periodic-mean, subtract-tile-fit).
-    tiles: public_tiles' (K, 3, 16, 16) learned tiles of the public model (subtract-tile-fit).
+    tiles: public_tiles' (T, 3, 16, 16) learned tiles of the public model (subtract-tile-fit).
     generator: the public model as a PyTorch generator (subtract-code-search).
     """
 
@@ -96,25 +103,19 @@ def purify(rgb: np.ndarray, name: str, context: PurifyContext | None = None) -> 
         return resize_and_back(rgb, 0.5)
     if name == "blur1":
         return gaussian_blur(rgb, 1.0)
+    if name in NEEDS:
+        fields, what = NEEDS[name]
+        if any(getattr(context, f) is None for f in fields):
+            raise ValueError(f"{name} needs {what} (PurifyContext.{', .'.join(fields)})")
     if name == "subtract-public-model":
-        if context.protector is None:
-            raise ValueError("subtract-public-model needs the public model (PurifyContext.protector)")
         return subtract_public_model(rgb, context.protector, context.eps_levels)
     if name == "subtract-mean-delta":
-        if context.mean_delta is None or context.side is None:
-            raise ValueError("subtract-mean-delta needs a mean delta and its working side (PurifyContext.mean_delta, .side)")
         return subtract_mean_delta(rgb, context.mean_delta, context.side)
     if name == "subtract-periodic-mean":
-        if context.side is None:
-            raise ValueError("subtract-periodic-mean needs the working side (PurifyContext.side)")
         return subtract_periodic_mean(rgb, context.side)
     if name == "subtract-tile-fit":
-        if context.tiles is None or context.side is None:
-            raise ValueError("subtract-tile-fit needs the public model's tiles and the working side (PurifyContext.tiles, .side)")
         return subtract_tile_fit(rgb, context.tiles, context.side)
     if name == "subtract-code-search":
-        if context.generator is None:
-            raise ValueError("subtract-code-search needs the public model as a PyTorch generator (PurifyContext.generator)")
         return subtract_code_search(rgb, context.generator, context.eps_levels)
     raise AssertionError(f"PURIFICATIONS lists {name!r} but purify() does not handle it")
 
@@ -225,14 +226,18 @@ def subtract_working(rgb: np.ndarray, estimate) -> np.ndarray:
 
 def periodic_mean(working: torch.Tensor, period: int = TILE_MULTIPLE) -> np.ndarray:
     """The mean period x period cell of a (1, 3, h, w) working-size image's detail (h, w multiples
-    of the period), less each channel's flat mean: (3, period, period). Detail is the image less
-    its period x period local mean (reflected borders): that local mean holds a zero-mean
-    repeating tile at its mean exactly, and holds the image's smooth ramps and shading, whose
-    cell mean would otherwise be a sawtooth."""
-    _, c, h, w = working.shape
-    cells = detail(working, period)[0].reshape(c, h // period, period, w // period, period)
-    cell = cells.mean(dim=(1, 3))
-    return (cell - cell.mean(dim=(1, 2), keepdim=True)).numpy()
+    of the period): (3, period, period). Detail, not the image: a period x period box mean of a
+    repeating tile is the tile's flat mean, so removing the box mean keeps the tile, and removes
+    the image's smooth shading, whose mean cell would otherwise be a sawtooth."""
+    return cell_mean(detail(working, period), period)[0].numpy()
+
+
+def cell_mean(x: torch.Tensor, period: int) -> torch.Tensor:
+    """(N, C, period, period): the mean of x's (N, C, h, w) period x period cells, less its flat
+    mean per channel."""
+    n, c, h, w = x.shape
+    cell = x.reshape(n, c, h // period, period, w // period, period).mean(dim=(2, 4))
+    return cell - cell.mean(dim=(2, 3), keepdim=True)
 
 
 def detail(working: torch.Tensor, period: int = TILE_MULTIPLE) -> torch.Tensor:
@@ -253,7 +258,7 @@ def subtract_periodic_mean(rgb: np.ndarray, side: int, period: int = TILE_MULTIP
 
 
 def public_tiles(gen) -> np.ndarray:
-    """A compact generator's learned tiles as an attacker reads them from its weights, (K, 3, p, p):
+    """A compact generator's learned tiles as an attacker reads them from its weights, (T, 3, p, p):
     the fixed tile and, for a randomised one, its bank. In pixel_shuffle's order, as the generator
     lays them out."""
     if not getattr(gen.config, "pattern", 0):
@@ -265,16 +270,27 @@ def public_tiles(gen) -> np.ndarray:
 def subtract_tile_fit(rgb: np.ndarray, tiles: np.ndarray, side: int) -> np.ndarray:
     """x'' = rint(clamp(x' - up(F), 0, 1) * 255): F, in each cell of the photo's detail at its
     working size (pixels.working_size at `side`, multiples of the tiles' period), the least-squares
-    combination of the tiles."""
+    combination of the tiles' own detail (each less its flat mean per channel, as the photo's
+    detail has no flat part)."""
     p = tiles.shape[-1]
     size = pixels.working_size(*rgb.shape[:2], side=side, multiple=p)
-    d = detail(pixels.to_working(pixels.to_float(rgb), size), p)[0]  # (3, h, w)
-    c, h, w = d.shape
-    cells = d.reshape(c, h // p, p, w // p, p).permute(1, 3, 0, 2, 4).reshape(-1, c * p * p)  # (cells, 3p²)
-    basis = torch.from_numpy(tiles).reshape(len(tiles), -1).double()  # (K, 3p²)
-    coef = torch.linalg.lstsq(basis.T, cells.double().T).solution  # (K, cells)
-    fit = (coef.T @ basis).float().reshape(h // p, w // p, c, p, p).permute(2, 0, 3, 1, 4).reshape(c, h, w)
-    return subtract_working(rgb, fit)
+    centred = torch.from_numpy(tiles - tiles.mean(axis=(2, 3), keepdims=True)).reshape(len(tiles), -1)
+    d = detail(pixels.to_working(pixels.to_float(rgb), size), p).double()
+    return subtract_working(rgb, tile_fit(d, centred.double(), p)[0].float())
+
+
+def tile_fit(x: torch.Tensor, basis: torch.Tensor, period: int) -> torch.Tensor:
+    """x (N, C, h, w) fitted, in each period x period cell, by least squares with the tiles
+    `basis` (T, C·period², in pixel_shuffle's order); differentiable in x and in the basis. A
+    ridge of 1e-6 of the Gram matrix's mean diagonal keeps near-zero tiles solvable."""
+    n, c, h, w = x.shape
+    if h % period or w % period:
+        raise ValueError(f"the tile fit needs sides that are multiples of {period}, got {h}x{w}")
+    cells = x.reshape(n, c, h // period, period, w // period, period).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, c * period**2)
+    gram = basis @ basis.T
+    gram = gram + 1e-6 * gram.diagonal().mean() * torch.eye(len(basis), device=x.device, dtype=x.dtype)
+    fit = torch.linalg.solve(gram, basis @ cells.transpose(1, 2)).transpose(1, 2) @ basis  # (N, cells, C·p²)
+    return fit.reshape(n, h // period, w // period, c, period, period).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
 
 
 # ----------------------------------------------------------------------------- the code, searched

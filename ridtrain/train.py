@@ -25,6 +25,7 @@ from ridtrain.augment import robustness_augment
 from ridtrain.config import TrainConfig
 from ridtrain.data import CropDataset
 from ridtrain.generators import build_generator
+from ridtrain.purify import cell_mean, tile_fit
 from ridtrain.sds import ensemble_sds_loss
 from ridtrain.targets import load_targets
 
@@ -70,29 +71,21 @@ def augment_subtract_periodic_mean(delta, prob: float, period: int = 16):
     n, c, h, w = delta.shape
     if h % period or w % period:
         raise ValueError(f"aug_periodic_mean_prob needs crops that are multiples of {period}, got {h}x{w}")
-    cell = delta.reshape(n, c, h // period, period, w // period, period).mean(dim=(2, 4))
-    cell = cell - cell.mean(dim=(2, 3), keepdim=True)
     hit = (torch.rand(n, device=delta.device) < prob).view(-1, 1, 1, 1)
-    return torch.where(hit, delta - cell.repeat(1, 1, h // period, w // period), delta)
+    return torch.where(hit, delta - cell_mean(delta, period).repeat(1, 1, h // period, w // period), delta)
 
 
 def augment_subtract_tile_fit(delta, basis, prob: float, period: int = 16):
     """The attack that reads the public tiles (purify's subtract-tile-fit), as augmentation: with
     probability `prob` per image, delta less, in each period x period cell, its least-squares fit
-    by the tiles `basis` (K, 3·period²). On delta itself, as the periodic-mean augmentation is;
+    by the tiles `basis` (T, 3·period²). On delta itself, as the periodic-mean augmentation is;
     differentiable through the fit and the tiles, so training learns a delta that the public
-    tiles do not explain."""
+    tiles do not explain. In float32 whatever the mixed precision: the solve has no bf16 kernel."""
     if prob <= 0:
         return delta
-    n, c, h, w = delta.shape
-    if h % period or w % period:
-        raise ValueError(f"aug_tile_fit_prob needs crops that are multiples of {period}, got {h}x{w}")
-    cells = delta.reshape(n, c, h // period, period, w // period, period).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, c * period**2)
-    gram = basis @ basis.T
-    gram = gram + 1e-6 * gram.diagonal().mean() * torch.eye(len(basis), device=delta.device, dtype=delta.dtype)  # tiny tiles stay solvable
-    fit = torch.linalg.solve(gram, basis @ cells.transpose(1, 2)).transpose(1, 2) @ basis  # (N, cells, 3p²)
-    fit = fit.reshape(n, h // period, w // period, c, period, period).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
-    hit = (torch.rand(n, device=delta.device) < prob).view(-1, 1, 1, 1)
+    with torch.autocast(delta.device.type, enabled=False):
+        fit = tile_fit(delta.float(), basis.float(), period).to(delta.dtype)
+    hit = (torch.rand(len(delta), device=delta.device) < prob).view(-1, 1, 1, 1)
     return torch.where(hit, delta - fit, delta)
 
 
@@ -195,9 +188,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for x, delta_pgd, has_delta in loader:
             with accelerator.autocast():
                 delta = gen(x, eps)  # a randomised generator draws a fresh code per image
+                # the attacks stack: a batch image may lose its periodic mean, its tile fit and the public model's delta
                 attacked = augment_subtract_periodic_mean(delta, cfg.aug_periodic_mean_prob)
                 if cfg.aug_tile_fit_prob:
-                    attacked = augment_subtract_tile_fit(attacked, accelerator.unwrap_model(gen).tile_basis(), cfg.aug_tile_fit_prob)
+                    plain = accelerator.unwrap_model(gen)
+                    attacked = augment_subtract_tile_fit(attacked, plain.tile_basis(), cfg.aug_tile_fit_prob, plain.config.pattern)
                 x_prot = augment_subtract_public_model(gen, (x + attacked).clamp(0, 1), eps, cfg.aug_subtract_prob)
                 x_adv = robustness_augment(x_prot, cfg)
                 sds = ensemble_sds_loss(targets, x_adv, t_range=t_range)

@@ -52,9 +52,10 @@ def vae_sources(targets: list[str]) -> set[str]:
     return sources
 
 
-def training_stages(folder: Path) -> list[dict]:
+def training_stages(folder: Path, dst: Path) -> list[dict]:
     """The train configs of a generator and of those it started from (init_from), first stage
-    first. A stage that started from a bundled model takes that model's stages from its card."""
+    first. A stage that started from a bundled model takes that model's stages from its card; not
+    from `dst`, the folder being replaced, whose card may already list this very chain."""
     chain = []
     while True:
         cfg = yaml.safe_load((folder / "train_config.yaml").read_text())
@@ -62,6 +63,9 @@ def training_stages(folder: Path) -> list[dict]:
         if not cfg.get("init_from"):
             return chain
         folder = Path(cfg["init_from"])
+        if folder.resolve() == dst.resolve():
+            raise ValueError(f"a stage started from {dst}, the folder being replaced: point its init_from at a copy of what it "
+                             "started from")
         card = folder / "model_card.json"
         if card.is_file() and "stages" in json.loads(card.read_text()):
             return json.loads(card.read_text())["stages"] + chain
@@ -70,7 +74,7 @@ def training_stages(folder: Path) -> list[dict]:
 def main(src: str, dst: str, efficacy: str | None = None) -> None:
     src_dir, dst_dir = Path(src), Path(dst)
     cfg = yaml.safe_load((src_dir / "train_config.yaml").read_text())
-    chain = training_stages(src_dir)
+    chain = training_stages(src_dir, dst_dir)
     tmp = dst_dir.with_name(dst_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

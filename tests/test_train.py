@@ -284,3 +284,19 @@ def test_the_tile_fit_attack_as_augmentation():
     assert (kept - other).norm() < 0.2 * other.norm()  # 2 of 768 directions per cell
     kept.pow(2).sum().backward()
     assert basis.grad is not None and basis.grad.abs().sum() > 0  # training can move the tiles away from the fit
+
+
+def test_the_tile_fit_augmentation_removes_a_real_generators_tiles():
+    """Tied to the generator's own layout: with its head at zero and its tiles small (tanh is
+    then linear), its delta is a mix of its tiles in every cell, which the fit removes whole."""
+    from ridtrain.generators import PATTERN_GAIN, build_generator
+    from ridtrain.train import augment_subtract_tile_fit
+
+    torch.manual_seed(0)
+    gen = build_generator("rid-s", **SMALL, pattern=16, code_dim=16, tile_field=True).eval()
+    torch.nn.init.normal_(gen.tile, std=1e-3 / PATTERN_GAIN)
+    torch.nn.init.normal_(gen.code_tile_bank, std=1e-3 / PATTERN_GAIN)
+    with torch.no_grad():
+        delta = gen(torch.rand(2, 3, 32, 48), 8 / 255)
+        left = augment_subtract_tile_fit(delta, gen.tile_basis(), 1.0, gen.config.pattern)
+    assert delta.abs().max() > 0 and left.norm() < 1e-3 * delta.norm()
