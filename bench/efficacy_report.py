@@ -16,15 +16,17 @@ training proxies' VAE.
 
 Purifications (ridtrain/purify.py) are applied to clean and protected photos alike, the
 subtracting ones included (an attacker purifies every photo he collects): JPEG 95/85/75, 0.5x
-resize and back, Gaussian blur sigma 1, subtract-public-model (the model's shipped ONNX export
-when it has one, run with the attacker's own fresh seed) and subtract-mean-delta (the mean delta
-of 16 other protected photos, --mean-delta-images) and subtract-periodic-mean (each photo's own
-mean period-16 cell at the working size: no model, no other photo) and subtract-tile-fit (the
-model's tiles, read from its weights, fitted to each cell of each photo) and subtract-code-search
-(the model's delta for the code a gradient search finds in each photo). For subtract-mean-delta RID's 16 photos are
-protected with fresh seeds, and AdvDM-200's mean delta comes from AdvDM runs of
---mean-delta-advdm-steps (default 50: 16 more AdvDM-200 runs, each 280 s a photo against three
-proxies in the 2026-12-02 report, are too slow for 2 cores); other
+resize and back, Gaussian blur sigma 1, and the five that subtract an estimate of delta:
+- subtract-public-model: the model's shipped ONNX export when it has one, run with the attacker's
+  own fresh seed;
+- subtract-mean-delta: the mean delta of 16 other protected photos (--mean-delta-images);
+- subtract-periodic-mean: each photo's own mean period-16 cell at the working size (no model, no
+  other photo);
+- subtract-tile-fit: the model's tiles, read from its weights, fitted to each cell of each photo;
+- subtract-code-search: the model's delta for the code a gradient search finds in each photo.
+For subtract-mean-delta RID's 16 photos are protected with fresh seeds, and AdvDM-200's mean delta
+comes from AdvDM runs of --mean-delta-advdm-steps (default 50: 16 more AdvDM-200 runs, each 280 s
+a photo against three proxies in the 2026-12-02 report, are too slow for 2 cores); other
 methods get no mean delta (n/a). "Kept" = 100 * efficacy after / efficacy without purification,
 a ratio of means over the targets of a group. The noise baselines are reported unpurified only.
 
@@ -227,17 +229,16 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
     """Per method: the PurifyContext (the public model as shipped; a mean delta for RID and the
     reference), the stamp keys of what the subtracting purifications depend on, and notes for the JSON."""
     attacker, backend = public_protector(args.model)
+    generator = load_backend(args.model, "torch").gen  # the attacker's copy in PyTorch: the mean delta, tiles, code search
     model_files = onnx_folder(args.model) if backend == "onnx" else resolve_model_path(args.model)
     attacker_key = content_key([model_files], {"backend": backend, "eps": args.eps})
     photos = find_images(args.mean_delta_images)[:MEAN_DELTA_PHOTOS]
     check_disjoint(photos, files)
-    mean_deltas = {"RID": rid_mean_delta(args.model, photos, args.mean_delta_images, args.eps, args.side)}
+    mean_deltas = {"RID": mean_working_delta(mean_delta_pairs(photos, args.mean_delta_images, args.eps, gen=generator), args.side)}
     if REFERENCE in protected:
         mean_deltas[REFERENCE] = advdm_mean_delta(photos, args.mean_delta_images, args.work / "mean-delta", train_targets,
                                                   args.eps, args.side, args.mean_delta_advdm_steps)
-    transforms = args.transforms.split(",")
-    generator = load_backend(args.model, "torch").gen  # the attacker's copy in PyTorch (tiles, code search)
-    tiles = public_tiles(generator) if "subtract-tile-fit" in transforms else None
+    tiles = public_tiles(generator) if "subtract-tile-fit" in args.transforms.split(",") else None
     search_key = content_key([resolve_model_path(args.model)], {"eps": args.eps, "starts": CODE_SEARCH_STARTS, "steps": CODE_SEARCH_STEPS})
     contexts, keys = {}, {}
     for method in protected:
@@ -268,12 +269,6 @@ def purification_contexts(args, files, train_targets, protected: dict) -> tuple[
                                    "estimator": "each photo's own mean period-16 cell at the working size: no model, no other photo"},
     }
     return contexts, keys, notes
-
-
-def rid_mean_delta(model: str, photos: list[Path], root: Path, eps: int, side: int) -> np.ndarray:
-    """RID's mean working-size delta over `photos`, each protected with a fresh seed."""
-    gen = load_backend(model, "torch").gen
-    return mean_working_delta(mean_delta_pairs(photos, root, eps, gen=gen), side)
 
 
 def advdm_mean_delta(photos: list[Path], root: Path, work: Path, targets, eps: int, side: int, steps: int) -> np.ndarray:

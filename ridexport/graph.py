@@ -31,6 +31,8 @@ def code_dim(path: str | Path) -> int:
         if value.name == CODE_INPUT:
             return value.type.tensor_type.shape.dim[1].dim_value
     return 0
+
+
 OUTPUTS = ("protected", "delta")
 
 # Every operator our graphs may use has a kernel in onnxruntime-web 1.30's WebGPU execution provider

@@ -219,8 +219,9 @@ class CompactGenerator(_Generator):
         return (weights @ self.tile_basis()).permute(0, 3, 1, 2)
 
     def tile_basis(self) -> torch.Tensor:
-        """(T, 3p²): the fixed tile, then the code's bank of code_tiles when randomised; each in pixel_shuffle's
-        order (channel, row, column). Public, as all weights are: an attacker can fit them."""
+        """(T, 3p²): the fixed tile, then the code's bank of code_tiles when randomised; each in
+        pixel_shuffle's order (channel, row, column). Public, as all weights are: an attacker can
+        fit them."""
         if not self.config.pattern:
             raise ValueError("this generator has no tiles (pattern 0)")
         return torch.cat([self.tile.view(1, -1), *([self.code_tile_bank] if hasattr(self, "code_tile_bank") else [])])

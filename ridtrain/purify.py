@@ -49,8 +49,8 @@ PURIFICATIONS = {
     "subtract-public-model": "x - (G(x) - x): the public model run on the protected photo with the attacker's own seed, subtracted",
     "subtract-mean-delta": "x - the mean working-size delta of other protected photos, tiled and upsampled",
     "subtract-periodic-mean": "x - the mean period-16 cell of the photo's own detail (x less its 16x16 local mean) at the working size, tiled and upsampled",
-    "subtract-code-search": "x - G(x, c*): the public model's delta for the code c* found by gradient descent to leave the least detail",
     "subtract-tile-fit": "x - the public model's tiles fitted to each period-16 cell of the photo's detail (least squares) at the working size",
+    "subtract-code-search": "x - G(x, c*): the public model's delta for the code c* found by gradient descent to leave the least detail",
 }
 TILE_MULTIPLE = 16  # the generator's stride: working sizes are multiples of it, and its tile's period divides it
 MEAN_DELTA_PHOTOS = 16  # how many other protected photos the attacker averages
@@ -66,7 +66,8 @@ NEEDS = {  # the subtracting purifications: the PurifyContext fields each one re
 
 @dataclass
 class PurifyContext:
-    """What the two subtracting purifications need; the others need nothing.
+    """What the subtracting purifications need (NEEDS says which field each reads); the others
+    need nothing.
 
     protector: the public model as the attacker runs it (a TorchProtector or OnnxProtector:
         anything with protected_float(rgb, eps_levels) -> float (1,3,H,W) in [0,1]).

@@ -90,7 +90,7 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
                                   count=len(cfg["targets"]), vaes=len(vae_sources(cfg["targets"]))),
         "stages": [{"steps": c["steps"], "targets": c["targets"], "arch_overrides": c.get("arch_overrides", {}),
                     "diversity_weight": c.get("diversity_weight", 0.0), "aug_subtract_prob": c.get("aug_subtract_prob", 0.0),
-                    "aug_periodic_mean_prob": c.get("aug_periodic_mean_prob", 0.0)}
+                    "aug_periodic_mean_prob": c.get("aug_periodic_mean_prob", 0.0), "aug_tile_fit_prob": c.get("aug_tile_fit_prob", 0.0)}
                    for c in chain],
         "arch": cfg["arch"],
         "eps_levels": cfg["eps"],
