@@ -250,6 +250,75 @@ def tiny_targets(
         typer.echo(path)
 
 
+@app.command()
+def personalize(
+    photos: Path = typer.Argument(..., help="Folder (or file) of the subject's photos, clean or protected."),
+    base: str = typer.Option(..., "--base", help="Diffusers checkpoint folder in the SD layout (e.g. a local stable-diffusion-v1-5)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder: weights, checkpoints, samples/, run.json. Rerun to resume."),
+    method: str = typer.Option("dreambooth", "--method", help="dreambooth (the whole UNet) or lora (peft adapters)."),
+    instance_prompt: str = typer.Option("a photo of sks person", "--instance-prompt"),
+    class_prompt: Optional[str] = typer.Option(None, "--class-prompt", help="With --class-data: prior preservation, e.g. 'a photo of person'."),
+    class_data: Optional[Path] = typer.Option(None, "--class-data", help="Class images; topped up to --num-class-images from the base model."),
+    num_class_images: int = typer.Option(50, "--num-class-images"),
+    prior_weight: float = typer.Option(1.0, "--prior-weight"),
+    steps: int = typer.Option(800, "--steps"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Default 5e-6 for dreambooth, 1e-4 for lora."),
+    batch: int = typer.Option(1, "--batch"),
+    resolution: int = typer.Option(512, "--resolution", help="Training and sampling side (a multiple of 8)."),
+    lora_rank: int = typer.Option(4, "--lora-rank"),
+    seed: int = typer.Option(0, "--seed"),
+    mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, fp16 or bf16 (GPUs)."),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between resumable checkpoints."),
+    prompts: Optional[List[str]] = typer.Option(None, "--prompt", help="Sampling prompt, repeatable (default: the instance prompt)."),
+    num_samples: int = typer.Option(4, "--num-samples", help="Images per prompt."),
+    sample_steps: int = typer.Option(25, "--sample-steps", help="DPM-Solver steps per image."),
+    guidance: float = typer.Option(7.5, "--guidance"),
+):
+    """Fine-tune a diffusion model on a subject's photos (DreamBooth or LoRA) and sample it, as an
+    attacker would. Under `accelerate launch -m ridtrain.cli personalize ...` it runs on GPUs."""
+    from ridtrain.personalize import PersonalizeConfig
+    from ridtrain.personalize import personalize as run_personalize
+
+    try:
+        cfg = PersonalizeConfig(
+            base=base, photos=str(photos), method=method, instance_prompt=instance_prompt, class_prompt=class_prompt,
+            class_data=str(class_data) if class_data else None, num_class_images=num_class_images, prior_weight=prior_weight,
+            steps=steps, lr=lr if lr is not None else (1e-4 if method == "lora" else 5e-6), batch=batch, resolution=resolution,
+            lora_rank=lora_rank, seed=seed, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every,
+            prompts=prompts or [instance_prompt], num_samples=num_samples, sample_steps=sample_steps, guidance=guidance)
+        cfg.check_values()
+        summary = run_personalize(cfg, out)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        _fail(str(err))
+    for prompt, folder in summary.get("samples", {}).items():
+        typer.echo(f"{folder}: {num_samples} samples of {prompt!r}")
+
+
+@app.command()
+def score(
+    samples: Path = typer.Argument(..., help="Folder of generated images (searched recursively)."),
+    references: Path = typer.Option(..., "--references", "-r", help="The subject's clean photos."),
+    out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw FDFR, ISM and BRISQUE as a PNG."),
+    upsample: int = typer.Option(1, "--upsample", help="Face detector upsampling (2 finds faces down to about 20 px)."),
+    name: str = typer.Option("samples", "--name", help="Label of these samples in the plot."),
+):
+    """Face detection failure rate (FDFR), identity score matching (ISM) against the subject's clean
+    photos (dlib), and BRISQUE image quality of a folder of samples. Prints JSON."""
+    from ridtrain.score import ScoreError, plot_scores, score_folder
+
+    try:
+        result = score_folder(samples, references, upsample=upsample)
+        if plot:
+            plot_scores({name: result}, plot)
+    except (ScoreError, OSError) as err:
+        _fail(str(err))
+    text = json.dumps(result, indent=2)
+    if out:
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
 data_app = typer.Typer(help="Training data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
