@@ -118,7 +118,7 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['finetune']} | {r['fdfr']:.2f} | {fmt(r['ism'], '.3f')} | "
-                     f"{r['brisque']:.1f} | {r['denoise_mse']:.4f} |")
+                     f"{fmt(r['brisque'], '.1f')} | {r['denoise_mse']:.4f} |")
     return "\n".join(lines)
 
 

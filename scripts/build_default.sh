@@ -34,7 +34,7 @@ $py bench/efficacy_report.py --model default -t $P/proxy-a -t $P/proxy-b -t $P/p
   --heldout-target $P/proxy-heldout --heldout-target $P/proxy-heldout-vae \
   --images runs/corpus/heldout --out docs/efficacy --work runs/efficacy --no-aspl --advdm-steps 200
 $py bench/recipe_trials.py --parts ridtrain/weights/default -t $P/proxy-a --steps 0
-$py bench/mini_personalization.py --model default --proxy $P/proxy-heldout-vae --subject runs/corpus/heldout/grace_hopper.jpg \
-  --advdm runs/efficacy/AdvDM-200/images/grace_hopper.png --out docs/personalization
+$py bench/personalization_report.py --base $P/proxy-heldout-vae -t $P/proxy-a -t $P/proxy-b -t $P/proxy-c \
+  --out docs/personalization --work runs/personalization
 $py scripts/bundle_default.py runs/default-field-long/train/final ridtrain/weights/default docs/efficacy/efficacy.json
 $rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout
