@@ -15,11 +15,11 @@ method, DreamBooth and LoRA, and score what the personalized models generate.
 4. `rid score` against the clean subject photos: FDFR, ISM, BRISQUE; beside them, the denoising
    MSE of the personalized UNet on the clean subject photos (higher: it learned the subject worse).
 5. Writes OUT/report.json, OUT/report.md (the table), OUT/samples.png (clean photos, then one row
-   per method and fine-tuning) and OUT/scores.png. Everything under --work is reused on a rerun.
+   of the first 4 samples per method and fine-tuning) and OUT/scores.png. Everything under --work is reused on a rerun.
 
 On SD 1.5 with a GPU: --base /path/to/stable-diffusion-v1-5 -t /path/to/stable-diffusion-v1-5
---side 512 --resolution 512 --steps 800 --device cuda --mixed-precision fp16 (and real photos
-of a person in --subject-dir).
+--side 512 --resolution 512 --steps 800 --device cuda --mixed-precision fp16, real photos of a
+person in --subject-dir and a generator trained against SD in --model (docs/personalization/README.md).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ridtrain.data import find_images
 
 METHODS = ("clean", "RID", "AdvDM", "ASPL-lite", "Gaussian")
 FINETUNES = ("dreambooth", "lora")
+GRID_COLUMNS = 4  # samples per row of OUT/samples.png, which is committed: keep it small
 FACE_BOX = (0.3, 0.25, 0.7, 0.6)  # (left, top, right, bottom) share of grace_hopper.jpg that holds her face
 
 
@@ -69,7 +70,7 @@ def protect_sets(clean: Path, work: Path, args) -> dict[str, Path]:
     sets, eps = {"clean": clean}, args.eps / 255
     photos = find_images(clean)
     rid, gauss = work / "protected" / "RID", work / "protected" / "Gaussian"
-    gen = load_backend(args.model, "torch").gen
+    gen = load_backend(args.model, "torch").gen  # one forward pass a photo: the CPU will do
     g = torch.Generator().manual_seed(args.seed)
     for path in photos:
         rgb = pixels.load_image(path).rgb
@@ -83,7 +84,7 @@ def protect_sets(clean: Path, work: Path, args) -> dict[str, Path]:
             gauss.mkdir(parents=True, exist_ok=True)
             pixels.save_image(gauss / path.name, pixels.to_uint8((x + noise).clamp(0, 1)))
     sets["RID"] = rid
-    targets = load_targets(args.target)
+    targets = load_targets(args.target, device=args.device)
     for method, kwargs in (("AdvDM", {"steps": args.advdm_steps}), ("ASPL-lite", {"rounds": 5, "pgd_per_round": 10})):
         if method in args.methods:
             out = work / "protected" / method
@@ -142,7 +143,8 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=25)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--upsample", type=int, default=2, help="face detector upsampling (small samples need 2)")
-    ap.add_argument("--mixed-precision", default="no")
+    ap.add_argument("--mixed-precision", default="no", help="fine-tuning: no, fp16 or bf16 (GPUs)")
+    ap.add_argument("--device", default="cpu", help="where AdvDM and ASPL-lite run (cuda for SD); fine-tuning picks its own")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("docs/personalization"))
     ap.add_argument("--work", type=Path, default=Path("runs/personalization"))
@@ -160,7 +162,8 @@ def main() -> None:
     clean = args.subject_dir or default_subject(args.work / "subject", args.shots, args.seed)[0].parent
     sets = protect_sets(clean, args.work, args)
     clean_x = subject_images(clean, args.resolution)[0]
-    rows, scores, grid = [], {}, [clean_x[: args.samples]]
+    columns = min(args.samples, GRID_COLUMNS)
+    rows, scores, grid = [], {}, [clean_x[[i % len(clean_x) for i in range(columns)]]]
     for method, photos in sets.items():
         for finetune in args.finetunes.split(","):
             cfg = PersonalizeConfig(
@@ -180,10 +183,10 @@ def main() -> None:
                    "final_train_loss": summary["trained"]["final_loss"]}
             rows.append(row)
             scores[f"{method} {finetune}"] = result
-            grid.append(torch.stack([pixels.to_float(pixels.load_image(p).rgb)[0] for p in find_images(samples)]))
+            grid.append(torch.stack([pixels.to_float(pixels.load_image(p).rgb)[0] for p in find_images(samples)[:columns]]))
             print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    image_grid(grid, args.out / "samples.png")
+    image_grid(grid, args.out / "samples.png", scale=1)
     plot_scores(scores, args.out / "scores.png")
     report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "subject_photos": [str(p.name) for p in find_images(clean)], "rows": rows, "scores": scores,

@@ -14,7 +14,7 @@ def test_the_report_runs_every_method_and_fine_tuning(ldm_paths, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     args = [sys.executable, str(ROOT / "bench" / "personalization_report.py"), "--base", str(ldm_paths[0]),
             "-t", str(ldm_paths[1]), "--methods", "clean,RID,AdvDM,Gaussian", "--advdm-steps", "2", "--side", "32",
-            "--shots", "2", "--resolution", "32", "--steps", "2", "--samples", "2", "--sample-steps", "2",
+            "--shots", "3", "--resolution", "32", "--steps", "2", "--samples", "2", "--sample-steps", "2",
             "--out", str(out), "--work", str(work)]
     run = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -27,7 +27,7 @@ def test_the_report_runs_every_method_and_fine_tuning(ldm_paths, tmp_path):
         if row["fdfr"] == 1:  # a tiny random model draws no face: ISM is undefined, never 0
             assert row["ism"] is None and "undefined" in row["ism_note"]
     assert len((out / "report.md").read_text().strip().splitlines()) == 2 + len(report["rows"])
-    assert Image.open(out / "samples.png").size[1] == 2 * 32 * (1 + len(report["rows"]))  # image_grid doubles
+    assert Image.open(out / "samples.png").size == (2 * 32, 32 * (1 + len(report["rows"])))
     assert (out / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the protected sets differ from the clean photos, within the bound
     import numpy as np
