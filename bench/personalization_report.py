@@ -62,7 +62,7 @@ def default_subject(folder: Path, shots: int, seed: int) -> list[Path]:
 
 
 def protect_sets(clean: Path, work: Path, args) -> dict[str, Path]:
-    """method -> folder of the subject photos as that method leaves them (file names kept)."""
+    """method -> folder of the subject photos as that method leaves them (as PNG, subfolders kept)."""
     from ridtrain.attacks import run_attack
     from ridtrain.protect import load_backend, protect_array
     from ridtrain.targets import load_targets
@@ -73,16 +73,17 @@ def protect_sets(clean: Path, work: Path, args) -> dict[str, Path]:
     gen = load_backend(args.model, "torch").gen  # one forward pass a photo: the CPU will do
     g = torch.Generator().manual_seed(args.seed)
     for path in photos:
+        rel = path.relative_to(clean).with_suffix(".png")
         rgb = pixels.load_image(path).rgb
-        if not (rid / path.name).is_file() or not (gauss / path.name).is_file():
+        if not (rid / rel).is_file() or not (gauss / rel).is_file():
             protected = protect_array(gen, rgb, args.eps)  # a fresh secret seed, as in real use
-            rid.mkdir(parents=True, exist_ok=True)
-            pixels.save_image(rid / path.name, protected)
+            (rid / rel).parent.mkdir(parents=True, exist_ok=True)
+            pixels.save_image(rid / rel, protected)
             x, delta = pixels.to_float(rgb), pixels.to_float(protected) - pixels.to_float(rgb)
             noise = torch.randn(x.shape, generator=g)
             noise = (noise * delta.norm() / noise.norm()).clamp(-eps, eps)
-            gauss.mkdir(parents=True, exist_ok=True)
-            pixels.save_image(gauss / path.name, pixels.to_uint8((x + noise).clamp(0, 1)))
+            (gauss / rel).parent.mkdir(parents=True, exist_ok=True)
+            pixels.save_image(gauss / rel, pixels.to_uint8((x + noise).clamp(0, 1)))
     sets["RID"] = rid
     targets = load_targets(args.target, device=args.device)
     for method, kwargs in (("AdvDM", {"steps": args.advdm_steps}), ("ASPL-lite", {"rounds": 5, "pgd_per_round": 10})):
@@ -105,22 +106,43 @@ def denoise_mse_on_subject(cfg, out: Path, clean: torch.Tensor, draws: int = 8) 
 
     pipe = personalized_pipeline(cfg, out)
     context = embed_prompts(pipe.tokenizer, pipe.text_encoder, [cfg.instance_prompt])
-    target = DiffusionTarget(pipe.unet, pipe.scheduler.alphas_cumprod, vae=pipe.vae,
-                             scaling_factor=pipe.vae.config.scaling_factor, context=context)
+    target = DiffusionTarget(pipe.unet, pipe.scheduler.alphas_cumprod, vae=pipe.vae, scaling_factor=pipe.vae.config.scaling_factor,
+                             context=context, prediction_type=pipe.scheduler.config.prediction_type)
     g = torch.Generator().manual_seed(123)
     return float(np.mean([denoise_loss(target, clean, generator=g).item() for _ in range(draws)]))
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], advdm_steps: int) -> str:
+    """The report's table; the arrows point the way that means the protection worked."""
     def fmt(v, spec):
         return "n/a" if v is None else format(v, spec)
 
-    lines = ["| method | fine-tuning | FDFR ↑ | ISM ↓ | BRISQUE ↑ | denoise MSE on the clean subject ↑ |",
-             "|---|---|---|---|---|---|"]
+    clean = {r["finetune"]: r["denoise_mse"] for r in rows if r["method"] == "clean"}
+    names = {"AdvDM": f"AdvDM-{advdm_steps}", "dreambooth": "DreamBooth", "lora": "LoRA"}
+    lines = ["| method | fine-tuning | FDFR ↑ | ISM ↓ | BRISQUE ↑ | denoise MSE on the clean subject ↑ | vs clean |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['finetune']} | {r['fdfr']:.2f} | {fmt(r['ism'], '.3f')} | "
-                     f"{fmt(r['brisque'], '.1f')} | {r['denoise_mse']:.4f} |")
+        rise = "" if r["method"] == "clean" or r["finetune"] not in clean else f"{r['denoise_mse'] - clean[r['finetune']]:+.4f}"
+        lines.append(f"| {names.get(r['method'], r['method'])} | {names[r['finetune']]} | {r['fdfr']:.2f} | "
+                     f"{fmt(r['ism'], '.3f')} | {fmt(r['brisque'], '.1f')} | {r['denoise_mse']:.4f} | {rise} |")
     return "\n".join(lines)
+
+
+RESULT_SETTINGS = ("base", "target", "model", "subject_dir", "shots", "eps", "side", "advdm_steps", "resolution", "steps",
+                   "dreambooth_lr", "lora_lr", "samples", "sample_steps", "guidance", "mixed_precision", "seed")
+
+
+def check_work_folder(work: Path, args) -> None:
+    """--work is reused on a rerun, so it must hold a run with the same settings."""
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in RESULT_SETTINGS}
+    stamp = work / "settings.json"
+    if stamp.is_file():
+        old = json.loads(stamp.read_text())
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        if changed:
+            raise SystemExit(f"error: {work} holds a run with other settings ({', '.join(changed)} differ); use another --work")
+    work.mkdir(parents=True, exist_ok=True)
+    pixels.write_atomic(stamp, (json.dumps(settings, indent=2) + "\n").encode())
 
 
 def main() -> None:
@@ -159,6 +181,7 @@ def main() -> None:
     from ridtrain.score import plot_scores, score_folder
 
     started = time.perf_counter()
+    check_work_folder(args.work, args)
     clean = args.subject_dir or default_subject(args.work / "subject", args.shots, args.seed)[0].parent
     sets = protect_sets(clean, args.work, args)
     clean_x = subject_images(clean, args.resolution)[0]
@@ -180,6 +203,7 @@ def main() -> None:
             row = {"method": method, "finetune": finetune, "fdfr": result["fdfr"], "ism": result["ism"],
                    "ism_note": result["ism_note"], "brisque": result["brisque"]["mean"],
                    "denoise_mse": denoise_mse_on_subject(cfg, out, clean_x), "seconds": round(time.perf_counter() - tic, 1),
+                   "train_seconds": summary["trained"].get("seconds"),
                    "final_train_loss": summary["trained"]["final_loss"]}
             rows.append(row)
             scores[f"{method} {finetune}"] = result
@@ -188,13 +212,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     image_grid(grid, args.out / "samples.png", scale=1)
     plot_scores(scores, args.out / "scores.png")
+    # seconds: this call's, per row and in all (a rerun reuses --work); train_seconds: the run that trained
     report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "subject_photos": [str(p.name) for p in find_images(clean)], "rows": rows, "scores": scores,
               "grid_rows": ["clean subject photos"] + [f"{r['method']} {r['finetune']}" for r in rows],
               "seconds": round(time.perf_counter() - started, 1)}
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "report.md").write_text(table(rows) + "\n")
-    print(table(rows))
+    (args.out / "report.md").write_text(table(rows, args.advdm_steps) + "\n")
+    print(table(rows, args.advdm_steps))
 
 
 if __name__ == "__main__":

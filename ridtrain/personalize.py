@@ -7,12 +7,14 @@ photos should give a personalized model whose samples no longer show the subject
     base model (SD layout: vae/ unet/ text_encoder/ tokenizer/ scheduler/)
       --DreamBooth or LoRA, noise-prediction loss (+ prior preservation on class images)-->
     OUT/unet/ (DreamBooth) or OUT/lora/pytorch_lora_weights.safetensors (LoRA)
-      --StableDiffusionPipeline, DPM-Solver--> OUT/samples/<prompt>/000.png ...
+      --StableDiffusionPipeline, DPM-Solver--> OUT/samples/<NN>-<prompt>/000.png ...
 
 It runs on the CPU for tiny targets and on GPUs for a real checkpoint given by path, under
-`accelerate launch -m ridtrain.cli personalize ...` with fp16/bf16 mixed precision. A run resumes:
-training from the newest checkpoint in OUT/checkpoints/, sampling from the images already written.
-OUT/config.yaml records the settings; a folder holding a run with other settings is refused.
+`accelerate launch -m ridtrain.cli personalize ...` with fp16/bf16 mixed precision (training under
+autocast with fp32 trainable weights; sampling and class images wholly in that dtype). A run
+resumes: training from the newest checkpoint in OUT/checkpoints/, sampling from the images already
+written with the same sampling settings. OUT/config.yaml records the settings; a folder holding a
+run with other training settings is refused.
 """
 
 from __future__ import annotations
@@ -170,13 +172,22 @@ def pipeline(base: str | Path, unet=None, lora: Path | None = None, dtype=torch.
 
 def generate(pipe, prompt: str, folder: Path, count: int, seed: int, cfg: PersonalizeConfig, desc: str) -> list[Path]:
     """count images of prompt into folder/000.png...; one generator seed per image, so a resumed
-    run writes the images it would have written; existing images are kept."""
+    run writes the images it would have written. Images made with other sampling settings
+    (folder/sampling.json), or beyond count, are removed first; the others are kept."""
     from tqdm import tqdm
 
     from ridtrain import pixels
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{i:03d}.png" for i in range(count)]
+    settings = {"prompt": prompt, "seed": seed, "resolution": cfg.resolution, "sample_steps": cfg.sample_steps,
+                "guidance": cfg.guidance, "mixed_precision": cfg.mixed_precision}
+    record = folder / "sampling.json"
+    stale = not record.is_file() or json.loads(record.read_text()) != settings
+    for old in folder.glob("*.png"):
+        if stale or old not in paths:
+            old.unlink()
+    write_json(record, settings)
     for i, path in enumerate(tqdm(paths, desc=desc, leave=False)):
         if path.is_file():
             continue
@@ -187,8 +198,20 @@ def generate(pipe, prompt: str, folder: Path, count: int, seed: int, cfg: Person
     return paths
 
 
-def prompt_folder(prompt: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:80] or "prompt"
+def prompt_folder(index: int, prompt: str) -> str:
+    """samples/<index>-<slug>: the index keeps prompts apart whose slugs are the same."""
+    return f"{index:02d}-" + (re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:80] or "prompt")
+
+
+def write_json(path: Path, value) -> None:
+    from ridtrain.pixels import write_atomic
+
+    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def weight_dtype(cfg: PersonalizeConfig) -> torch.dtype:
+    """The dtype of the frozen parts in training, and of the whole pipeline in sampling."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -202,7 +225,7 @@ def check_run_folder(out: Path, cfg: PersonalizeConfig) -> None:
             raise ValueError(f"{out}: not empty and holds no {CONFIG_FILE}; choose an empty or new folder")
         return
     old = PersonalizeConfig.load(saved)
-    sampling = {"prompts", "num_samples", "sample_steps", "guidance", "mixed_precision"}
+    sampling = {"prompts", "num_samples", "sample_steps", "guidance"}  # generate() redoes stale samples
     changed = sorted(k for k, v in asdict(cfg).items() if k not in sampling and asdict(old)[k] != v)
     if changed:
         raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)} differ); use a new folder")
@@ -213,23 +236,29 @@ def personalize(cfg: PersonalizeConfig, out: str | Path) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    import yaml
+
+    from ridtrain.pixels import write_atomic
+
     out = Path(out)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     check_run_folder(out, cfg)
     images, names = subject_images(cfg.photos, cfg.resolution)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator.wait_for_everyone()  # every process has read the folder's config before it is rewritten
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / CONFIG_FILE)
+        write_atomic(out / CONFIG_FILE, yaml.safe_dump(asdict(cfg), sort_keys=False).encode())
     set_seed(cfg.seed)
     started = time.perf_counter()
     trained = json.loads((out / DONE_FILE).read_text()) if (out / DONE_FILE).is_file() else None
     if trained is None:
         trained = train(cfg, out, images, accelerator)
     summary = {"method": cfg.method, "base": cfg.base, "photos": names, "trained": trained}
+    accelerator.free_memory()
     if accelerator.is_main_process:
         summary["samples"] = sample(cfg, out, accelerator.device)
         summary["seconds_this_call"] = round(time.perf_counter() - started, 1)
-        (out / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(out / "run.json", summary)
     accelerator.wait_for_everyone()
     return summary
 
@@ -238,7 +267,7 @@ def train(cfg: PersonalizeConfig, out: Path, images: torch.Tensor, accelerator) 
     from tqdm import tqdm
 
     tokenizer, text_encoder, vae, unet, noise_scheduler = load_parts(cfg.base)
-    frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+    frozen_dtype = weight_dtype(cfg)
     for frozen in (vae, text_encoder):
         frozen.requires_grad_(False).eval().to(accelerator.device)
         if frozen_dtype != torch.float32:
@@ -254,6 +283,7 @@ def train(cfg: PersonalizeConfig, out: Path, images: torch.Tensor, accelerator) 
     unet, opt = accelerator.prepare(unet, opt)
     start = resume(out, accelerator)
     alphas = noise_scheduler.alphas_cumprod.to(accelerator.device)
+    started = time.perf_counter()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"{cfg.method} {out.name}",
                disable=not accelerator.is_main_process)
     loss = torch.zeros(())
@@ -272,10 +302,11 @@ def train(cfg: PersonalizeConfig, out: Path, images: torch.Tensor, accelerator) 
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             save_checkpoint(out, step + 1, accelerator)
-    trained = {"steps": cfg.steps, "resumed_from_step": start, "final_loss": round(float(loss.item()), 6)}
+    trained = {"steps": cfg.steps, "resumed_from_step": start, "final_loss": round(float(loss.item()), 6),
+               "seconds": round(time.perf_counter() - started, 1)}
     if accelerator.is_main_process:
         save_weights(cfg, out, accelerator.unwrap_model(unet))
-        (out / DONE_FILE).write_text(json.dumps(trained, indent=2) + "\n")
+        write_json(out / DONE_FILE, trained)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     accelerator.wait_for_everyone()
     return trained
@@ -290,7 +321,10 @@ def denoising_loss(unet, vae, noise_scheduler, alphas, x, context, g, cfg) -> to
     t = torch.randint(0, len(alphas), (len(z),), generator=g).to(z.device)
     a = alphas[t].view(-1, 1, 1, 1)
     z_t = a.sqrt() * z + (1 - a).sqrt() * noise
-    target = noise if noise_scheduler.config.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * z
+    kind = noise_scheduler.config.prediction_type
+    if kind not in ("epsilon", "v_prediction"):
+        raise ValueError(f"{cfg.base}: unsupported prediction_type {kind!r} (epsilon or v_prediction)")
+    target = noise if kind == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * z
     pred = unet(z_t, t, encoder_hidden_states=context).sample.float()
     if cfg.class_prompt is None:
         return F.mse_loss(pred, target)
@@ -304,10 +338,11 @@ def class_set(cfg: PersonalizeConfig, accelerator) -> torch.Tensor:
     from ridtrain.data import find_images
 
     folder = Path(cfg.class_data)
-    have = len(find_images(folder)) if folder.is_dir() else 0
-    if have < cfg.num_class_images and accelerator.is_main_process:
-        pipe = pipeline(cfg.base, device=accelerator.device)
-        generate(pipe, cfg.class_prompt, folder / "generated", cfg.num_class_images - have, cfg.seed + 10_000, cfg, "class images")
+    generated = folder / "generated"
+    own = sum(1 for p in find_images(folder) if generated not in p.parents) if folder.is_dir() else 0
+    if own < cfg.num_class_images and accelerator.is_main_process:
+        pipe = pipeline(cfg.base, dtype=weight_dtype(cfg), device=accelerator.device)
+        generate(pipe, cfg.class_prompt, generated, cfg.num_class_images - own, cfg.seed + 10_000, cfg, "class images")
         del pipe
     accelerator.wait_for_everyone()
     return subject_images(folder, cfg.resolution)[0]
@@ -319,6 +354,7 @@ def save_checkpoint(out: Path, step: int, accelerator) -> None:
     root = out / "checkpoints"
     tmp, final = root / f".step-{step}.tmp", root / f"step-{step}"
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # each process writes its own RNG state into tmp
     if accelerator.is_main_process:
         (tmp / "step.json").write_text(json.dumps({"step": step}))
         tmp.rename(final)
@@ -365,17 +401,17 @@ def personalized_pipeline(cfg: PersonalizeConfig, out: Path, device="cpu"):
     from diffusers import UNet2DConditionModel
 
     if cfg.method == "dreambooth":
-        return pipeline(cfg.base, unet=UNet2DConditionModel.from_pretrained(out / "unet"), device=device)
-    return pipeline(cfg.base, lora=out / "lora", device=device)
+        return pipeline(cfg.base, unet=UNet2DConditionModel.from_pretrained(out / "unet"), dtype=weight_dtype(cfg), device=device)
+    return pipeline(cfg.base, lora=out / "lora", dtype=weight_dtype(cfg), device=device)
 
 
 def sample(cfg: PersonalizeConfig, out: Path, device="cpu") -> dict[str, str]:
-    """num_samples images per prompt into OUT/samples/<prompt>/; returns prompt -> folder."""
+    """num_samples images per prompt into OUT/samples/<NN>-<prompt>/; returns prompt -> folder."""
     pipe = personalized_pipeline(cfg, out, device)
     folders = {}
     for k, prompt in enumerate(cfg.prompts):
-        folder = out / "samples" / prompt_folder(prompt)
+        folder = out / "samples" / prompt_folder(k, prompt)
         generate(pipe, prompt, folder, cfg.num_samples, cfg.seed + 1000 * k, cfg, f"samples: {prompt}")
         folders[prompt] = str(folder)
-    (out / "samples" / "prompts.json").write_text(json.dumps(folders, indent=2) + "\n")
+    write_json(out / "samples" / "prompts.json", folders)
     return folders

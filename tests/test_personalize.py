@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,26 +41,35 @@ def test_dreambooth_trains_the_unet_and_samples_every_prompt(ldm_paths, photos, 
     summary = P.personalize(config(ldm_paths[0], photos), out)
 
     assert summary["photos"] == ["astronaut.png", "chelsea.png", "coffee.png"]  # broken.png skipped
-    assert summary["trained"] == {"steps": STEPS, "resumed_from_step": 0, "final_loss": summary["trained"]["final_loss"]}
+    assert {k: summary["trained"][k] for k in ("steps", "resumed_from_step")} == {"steps": STEPS, "resumed_from_step": 0}
     base = load_file(ldm_paths[0] / "unet" / "diffusion_pytorch_model.safetensors")
     tuned = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
     assert tuned.keys() == base.keys()
     assert any(not torch.equal(base[k], tuned[k]) for k in base)
     assert not (out / "checkpoints").exists()  # removed once the weights are written
+    assert list(summary["samples"].values()) == [str(out / "samples" / f) for f in ("00-a-photo-of-sks-person", "01-sks-person-on-a-beach")]
     for prompt, folder in summary["samples"].items():
-        files = sorted(p.name for p in (out / "samples" / P.prompt_folder(prompt)).iterdir())
-        assert files == ["000.png", "001.png"], prompt
-        assert Image.open(out / "samples" / P.prompt_folder(prompt) / "000.png").size == (32, 32)
+        assert sorted(p.name for p in Path(folder).glob("*.png")) == ["000.png", "001.png"], prompt
+        assert Image.open(Path(folder) / "000.png").size == (32, 32)
     assert json.loads((out / "run.json").read_text())["method"] == "dreambooth"
 
 
 def test_lora_trains_only_the_adapter_with_prior_preservation(ldm_paths, photos, tmp_path):
     out, class_dir = tmp_path / "lora", tmp_path / "class"
+    class_dir.mkdir()
+    shutil.copyfile(photos / "coffee.png", class_dir / "mine.png")  # the user's own class image counts
     cfg = config(ldm_paths[0], photos, method="lora", class_prompt="a photo of person", class_data=str(class_dir),
-                 num_class_images=2, prompts=["a photo of sks person"])
+                 num_class_images=3, prompts=["a photo of sks person"])
     P.personalize(cfg, out)
 
-    assert sorted(p.name for p in (class_dir / "generated").iterdir()) == ["000.png", "001.png"]
+    generated = class_dir / "generated"
+    assert sorted(p.name for p in generated.glob("*.png")) == ["000.png", "001.png"]
+    # an interrupted top-up is completed, not cut short: one lost image is drawn again, the same
+    first = np.asarray(Image.open(generated / "001.png"))
+    (generated / "001.png").unlink()
+    P.personalize(cfg, tmp_path / "lora-again")
+    assert sorted(p.name for p in generated.glob("*.png")) == ["000.png", "001.png"]
+    assert np.array_equal(np.asarray(Image.open(generated / "001.png")), first)
     lora = load_file(out / "lora" / "pytorch_lora_weights.safetensors")
     assert lora and all("lora" in k for k in lora)
     assert not (out / "unet").exists()
@@ -72,8 +82,12 @@ def test_lora_trains_only_the_adapter_with_prior_preservation(ldm_paths, photos,
                            with_lora("a photo of sks person", generator=g(), **kwargs).images)
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(ldm_paths, photos, tmp_path, monkeypatch):
-    cfg = config(ldm_paths[0], photos, num_samples=1, prompts=["sks"])
+WEIGHTS = {"dreambooth": "unet/diffusion_pytorch_model.safetensors", "lora": "lora/pytorch_lora_weights.safetensors"}
+
+
+@pytest.mark.parametrize("method", P.METHODS)
+def test_an_interrupted_run_resumes_to_the_same_weights(ldm_paths, photos, tmp_path, monkeypatch, method):
+    cfg = config(ldm_paths[0], photos, method=method, num_samples=1, prompts=["sks"])
     P.personalize(cfg, tmp_path / "whole")
 
     save = P.save_checkpoint
@@ -86,21 +100,34 @@ def test_an_interrupted_run_resumes_to_the_same_weights(ldm_paths, photos, tmp_p
     with pytest.raises(KeyboardInterrupt):
         P.personalize(cfg, tmp_path / "cut")
     assert (tmp_path / "cut" / "checkpoints" / "step-2").is_dir()
-    assert not (tmp_path / "cut" / "unet").exists()
+    assert not (tmp_path / "cut" / WEIGHTS[method]).exists()
     monkeypatch.undo()
 
     summary = P.personalize(cfg, tmp_path / "cut")
     assert summary["trained"]["resumed_from_step"] == 2
-    whole = load_file(tmp_path / "whole" / "unet" / "diffusion_pytorch_model.safetensors")
-    resumed = load_file(tmp_path / "cut" / "unet" / "diffusion_pytorch_model.safetensors")
+    whole = load_file(tmp_path / "whole" / WEIGHTS[method])
+    resumed = load_file(tmp_path / "cut" / WEIGHTS[method])
     assert max((whole[k] - resumed[k]).abs().max().item() for k in whole) < 1e-6
 
     # sampling resumes too: a deleted sample is written again, the others are kept
-    sample = tmp_path / "cut" / "samples" / "sks" / "000.png"
-    kept = tmp_path / "whole" / "samples" / "sks" / "000.png"
+    sample = tmp_path / "cut" / "samples" / "00-sks" / "000.png"
+    kept = tmp_path / "whole" / "samples" / "00-sks" / "000.png"
     sample.unlink()
     P.personalize(cfg, tmp_path / "cut")
     assert np.array_equal(np.asarray(Image.open(sample)), np.asarray(Image.open(kept)))
+
+
+def test_prompts_get_their_own_folders_and_new_sampling_settings_redo_them(ldm_paths, photos, tmp_path):
+    out = tmp_path / "run"
+    summary = P.personalize(config(ldm_paths[0], photos, prompts=["A photo!", "a photo"]), out)
+    folders = [Path(f) for f in summary["samples"].values()]
+    assert [f.name for f in folders] == ["00-a-photo", "01-a-photo"]
+    before = np.asarray(Image.open(folders[0] / "000.png"))
+
+    P.personalize(config(ldm_paths[0], photos, prompts=["A photo!", "a photo"], guidance=1.0, num_samples=1), out)
+    assert sorted(p.name for p in folders[0].glob("*.png")) == ["000.png"]
+    assert json.loads((folders[0] / "sampling.json").read_text())["guidance"] == 1.0
+    assert not np.array_equal(np.asarray(Image.open(folders[0] / "000.png")), before)
 
 
 def test_a_folder_holding_another_run_is_refused(ldm_paths, photos, tmp_path):
