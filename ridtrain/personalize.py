@@ -233,10 +233,9 @@ def check_run_folder(out: Path, cfg: PersonalizeConfig) -> None:
 
 def personalize(cfg: PersonalizeConfig, out: str | Path) -> dict:
     """Train (or resume) and sample; returns the run summary also written to OUT/run.json."""
+    import yaml
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-
-    import yaml
 
     from ridtrain.pixels import write_atomic
 
