@@ -85,25 +85,22 @@ class PersonalizeConfig(YamlConfig):
 
 
 def subject_images(folder: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
-    """(N,3,r,r) in [0,1]: each photo through the pixel pipeline, its shorter side resized to r,
-    centre-cropped (DreamBooth's transform). A bad file is reported and skipped; names of the
-    images used are returned with them."""
+    """(N,3,r,r) in [0,1]: each photo at the working size for side r, as training and `rid attack`
+    see it (its shorter side is r, a multiple of 8), centre-cropped (DreamBooth's transform). A bad
+    file is reported and skipped; names of the images used are returned with them."""
     from ridtrain import pixels
-    from ridtrain.data import find_images
+    from ridtrain.data import find_images, load_working
 
     files = find_images(folder)
     images, names = [], []
     for path in files:
         try:
-            x = pixels.to_float(pixels.load_image(path).rgb)
+            x = load_working(path, resolution)  # (3, h, w)
         except pixels.ImageError as err:
             print(f"{path}: skipped: {err}", file=sys.stderr)
             continue
-        h, w = x.shape[-2:]
-        size = (max(resolution, round(h * resolution / min(h, w))), max(resolution, round(w * resolution / min(h, w))))
-        x = pixels.to_working(x, size)
-        top, left = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-        images.append(x[0, :, top:top + resolution, left:left + resolution])
+        top, left = (x.shape[1] - resolution) // 2, (x.shape[2] - resolution) // 2
+        images.append(x[:, top:top + resolution, left:left + resolution])
         names.append(str(path.relative_to(folder) if Path(folder).is_dir() else path.name))
     if not images:
         raise ValueError(f"{folder}: no usable photo ({len(files)} image files found)")
@@ -149,9 +146,8 @@ def add_lora(unet, rank: int) -> None:
 def pipeline(base: str | Path, unet=None, lora: Path | None = None, dtype=torch.float32, device="cpu"):
     """A StableDiffusionPipeline over the base model's parts (no safety checker), with a
     DPM-Solver scheduler; `unet` replaces the base UNet, `lora` loads adapter weights."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
     import diffusers
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     tokenizer, text_encoder, vae, base_unet, noise_scheduler = load_parts(base)
     # the values that the pipeline would force, with a warning, on an older scheduler config
