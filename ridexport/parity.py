@@ -1,6 +1,6 @@
 """Parity between PyTorch and an exported graph, and the fixture that browsers test against.
 
-The 8-bit rule: outputs are compared after ridtrain.pixels.to_uint8 (rint of x*255, half to
+The 8-bit rule: outputs are compared after ridpixels.to_uint8 (rint of x*255, half to
 even: numpy rint, torch.round and the browser's Uint8ClampedArray agree; Math.round does not).
 An export passes when float max |Δ| <= FLOAT_TOL, >= 99.9 % of 8-bit values are identical and
 none is off by more than one level.
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import ridpixels
 from ridtrain import pixels
 from ridtrain.seeds import seed_code
 
@@ -50,8 +51,8 @@ class ParityError(ValueError):
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
     """Float and 8-bit agreement of two (N,3,H,W) [0,1] images."""
-    ref8 = pixels.to_uint8(torch.from_numpy(reference[:1])).astype(int)
-    cand8 = pixels.to_uint8(torch.from_numpy(candidate[:1])).astype(int)
+    ref8 = ridpixels.to_uint8(reference[:1]).astype(int)
+    cand8 = ridpixels.to_uint8(candidate[:1]).astype(int)
     return {
         "max_abs": float(np.abs(reference - candidate).max()),
         "identical_8bit": float((ref8 == cand8).mean()),

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+import ridpixels
 from ridexport.manifest import load_manifest
 from ridtrain.seeds import code_for
 
@@ -115,11 +116,10 @@ class OnnxProtector:
     def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
         """uint8 (H,W,3) -> protected uint8 (H,W,3), tile by tile. seed: as ridtrain.protect's
         (None: a fresh one, real use)."""
-        from ridtrain.pixels import to_uint8
-
         out = np.empty_like(rgb)
         for (r, c), protected in self.protected_tiles(rgb, eps_levels, seed):
-            out[r:r + protected.shape[2], c:c + protected.shape[3]] = to_uint8(torch.from_numpy(protected))
+            out[r:r + protected.shape[2], c:c + protected.shape[3]] = ridpixels.to_uint8(protected)
+        ridpixels.check_bound(rgb, out, self.check_eps(eps_levels))
         return out
 
     def protected_float(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
@@ -131,15 +131,12 @@ class OnnxProtector:
 
     def protected_tiles(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None):
         """((row, col), protected float32 (1,3,h,w)) for every tile, by the manifest's pipeline.pieces."""
-        from ridexport.tiles import tile_origins
-        from ridtrain import pixels
-
         eps = np.array([self.check_eps(eps_levels) / 255.0], dtype=np.float32)
         h, w = rgb.shape[:2]
-        work = pixels.working_size(h, w, **self.working)
+        work = ridpixels.working_size(h, w, **self.working)
         full, t = np.array([h, w], np.int64), self.tile
-        tiles = lambda: ((np.array([r, c], np.int64), pixels.to_float(rgb[r:r + t, c:c + t]).numpy())  # noqa: E731
-                         for r, c in tile_origins(h, w, t))
+        tiles = lambda: ((np.array([r, c], np.int64), ridpixels.to_float(rgb[r:r + t, c:c + t]))  # noqa: E731
+                         for r, c in ridpixels.tile_origins(h, w, t))
         x_work = np.zeros((1, 3, *work), np.float32)
         for origin, tile in tiles():
             part, (r, c) = self.shrink.run(None, {"tile": tile, "origin": origin, "full": full, "work": np.array(work, np.int64)})

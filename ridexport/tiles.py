@@ -186,11 +186,6 @@ def write_tile_graphs(folder: str | Path) -> dict[str, Path]:
     return paths
 
 
-def tile_origins(h: int, w: int, tile: int = TILE):
-    """Top-left corners of the tiles, row-major: the order in which parts are added."""
-    return [(r, c) for r in range(0, h, tile) for c in range(0, w, tile)]
-
-
 def pipeline_description(tile: int = TILE) -> dict:
     """How the pieces fit, for the manifest."""
     return {

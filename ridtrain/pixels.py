@@ -1,5 +1,6 @@
 """The one canonical pixel pipeline. The browser (onnxruntime-web) and the server reproduce it;
-change a rule here and in their fixtures together.
+change a rule here and in their fixtures together. Its torch-free rules (the working size, the
+tile plan, the 8-bit rounding, the bound check) are defined in ridpixels, which this module calls.
 
     file --load_image--> Decoded(rgb uint8 HxWx3, alpha uint8 HxW | None, exif, icc)
          --to_float-->   x = v / 255, float32 (1,3,H,W)
@@ -51,6 +52,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
+
+import ridpixels
 
 MAX_PIXELS = 64 * 2**20  # 67 108 864: a "64 MP" phone photo (9248 x 6936) still passes
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # never EPS & co. (Ghostscript)
@@ -160,24 +163,8 @@ def _grey_to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 # ----------------------------------------------------------------------------- geometry
 
 
-MAX_LONG = 2048  # the working size's cap on the longer side, for every model
-
-
-def working_size(h: int, w: int, side: int = 512, multiple: int = 16, max_long: int = MAX_LONG) -> tuple[int, int]:
-    """(hw, ww) the generator sees: the shorter side scaled to `side`, each dimension rounded to
-    the nearest multiple of `multiple` (halves up, at least `multiple`), and the longer one then
-    capped at max_long rounded to `multiple`. The cap changes the aspect ratio on purpose: the
-    shorter side keeps its 512 px, as in the attacker's "resize shorter side to 512, crop 512".
-    Integer arithmetic only, so that JavaScript gets the same numbers:
-        dim -> max(multiple, floor((2*dim*side + short*multiple) / (2*short*multiple)) * multiple)
-    """
-    short = min(h, w)
-    cap = max(multiple, (2 * max_long + multiple) // (2 * multiple) * multiple)
-
-    def scale(dim: int) -> int:
-        return min(cap, max(multiple, (2 * dim * side + short * multiple) // (2 * short * multiple) * multiple))
-
-    return scale(h), scale(w)
+# The working-size rule lives in ridpixels (torch-free, also run in the browser under Pyodide).
+MAX_LONG, working_size = ridpixels.MAX_LONG, ridpixels.working_size
 
 
 def to_working(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -210,17 +197,14 @@ def apply_delta(x: torch.Tensor, delta: torch.Tensor, eps: float) -> np.ndarray:
 
 
 def to_float(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 (H,W,3) -> float32 (1,3,H,W) in [0,1], v / 255."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
-    return torch.tensor(rgb).permute(2, 0, 1)[None].float().div_(255.0)  # (1, 3, H, W); a copy
+    """uint8 (H,W,3) -> float32 (1,3,H,W) in [0,1], v / 255 (ridpixels.to_float)."""
+    return torch.from_numpy(ridpixels.to_float(rgb))
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float (1,3,H,W) on the [0,1] scale -> uint8 (H,W,3): rint(x * 255) in float32, half to
-    even (torch.round), clamped to 0..255."""
-    q = (x.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)  # (1, 3, H, W)
-    return q[0].permute(1, 2, 0).contiguous().cpu().numpy()
+    """float (1,3,H,W) on the [0,1] scale -> uint8 (H,W,3) by the 8-bit rule (ridpixels.to_uint8):
+    rint(x * 255) in float32, half to even, clamped to 0..255."""
+    return ridpixels.to_uint8(x.detach().float().cpu().numpy())
 
 
 # ----------------------------------------------------------------------------- encoding

@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+import ridpixels
 from ridtrain.generators import check_eps, load_generator
 from ridtrain.seeds import code_for, parse_seed
 from ridtrain.pixels import (MAX_PIXELS, SAVE_OPTIONS, ImageError, add_delta, encode_image, is_image_path, load_image, to_float,
@@ -28,7 +29,9 @@ def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None, seed: byt
     """uint8 (H,W,3) -> protected uint8 (H,W,3); eps in 8-bit levels, default the model's. A
     randomised generator gets the code of `seed` (ridtrain/seeds.py); None draws a fresh seed,
     which is what real use must do."""
-    return to_uint8(protected_float(gen, rgb, eps_levels, seed))
+    out = to_uint8(protected_float(gen, rgb, eps_levels, seed))
+    ridpixels.check_bound(rgb, out, check_eps(gen.config.eps if eps_levels is None else eps_levels))
+    return out
 
 
 def protected_float(gen, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> torch.Tensor:

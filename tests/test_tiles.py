@@ -6,6 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import ridpixels
 from ridexport import graph, tiles
 from ridtrain import pixels
 
@@ -22,7 +23,7 @@ def shrink_tiled(session, rgb, tile):
     h, w = rgb.shape[:2]
     work = pixels.working_size(h, w)
     x_work = np.zeros((1, 3, *work), np.float32)
-    for r, c in tiles.tile_origins(h, w, tile):
+    for r, c in ridpixels.tile_origins(h, w, tile):
         feeds = {"tile": pixels.to_float(rgb[r:r + tile, c:c + tile]).numpy(), "origin": np.array([r, c]),
                  "full": np.array([h, w]), "work": np.array(work)}
         part, (pr, pc) = session.run(None, feeds)
@@ -49,7 +50,7 @@ def test_apply_tiles_equal_the_delta_upsample_and_clamps(sessions, h, w):
     x = pixels.to_float(rgb)
     expected = pixels.add_delta(x, torch.from_numpy(delta), eps).numpy()
     got = np.empty_like(expected)
-    for r, c in tiles.tile_origins(h, w, 512):
+    for r, c in ridpixels.tile_origins(h, w, 512):
         feeds = {"tile": x[:, :, r:r + 512, c:c + 512].numpy(), "delta": delta, "origin": np.array([r, c]),
                  "full": np.array([h, w]), "eps": np.array([eps], np.float32)}
         (out,) = sessions[1].run(None, feeds)
