@@ -112,6 +112,28 @@ def export_cmd(
         typer.echo(f"{out / name}: not shipped: {entry['reason']}")
 
 
+@app.command("check")
+def check_cmd(
+    export_dir: Path = typer.Argument(..., help="Export folder (with manifest.json), e.g. ridtrain/weights/default/onnx."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="The saved generator it was exported from: recompute the fixture."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma list of runtimes (default: all): manifest, pytorch, onnxruntime, server."),
+):
+    """Hold an export to the parity rule in every runtime; prints a table, one row per runtime,
+    and exits 1 naming the runtimes that fail."""
+    from ridexport.check import RUNTIMES, print_table, run_check
+
+    runtimes = RUNTIMES if only is None else tuple(r.strip() for r in only.split(","))
+    unknown = set(runtimes) - set(RUNTIMES)
+    if unknown:
+        _fail(f"unknown runtime(s) {sorted(unknown)}; choose among {list(RUNTIMES)}")
+    rows = run_check(export_dir, checkpoint, runtimes)
+    print_table(rows)
+    failed = [r.runtime for r in rows if not r.ok]
+    if failed:
+        typer.echo(f"error: parity fails in: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,

@@ -1,0 +1,54 @@
+"""`rid check`: the parity suite passes the bundled export and names the runtime that fails on a
+tampered or off-by-parity copy."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ridexport.check import run_check
+from ridtrain.cli import app
+from ridtrain.protect import onnx_folder
+
+BUNDLED = onnx_folder("default")
+
+
+@pytest.fixture
+def copy(tmp_path):
+    out = tmp_path / "export"
+    shutil.copytree(BUNDLED, out)
+    return out
+
+
+def test_the_bundled_export_passes_with_its_checkpoint():
+    rows = {r.runtime: r for r in run_check(BUNDLED, "default", ("manifest", "pytorch", "onnxruntime"))}
+    assert all(r.ok for r in rows.values()), rows
+    assert rows["onnxruntime"].cases == 2 * len(json.loads((BUNDLED / "fixture" / "parity.json").read_text())["photos"])
+    assert rows["onnxruntime"].max_abs <= 1e-4 and rows["onnxruntime"].max_levels <= 1
+
+
+def test_a_tampered_file_fails_the_manifest_and_every_runtime(copy):
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 1
+    (copy / "model.onnx").write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["check", str(copy), "--only", "manifest,onnxruntime"])
+    assert result.exit_code == 1
+    assert "parity fails in: manifest, onnxruntime" in result.output and "sha256 does not match" in result.output
+
+
+def test_an_off_by_parity_fixture_names_the_runtime(copy):
+    case = json.loads((copy / "fixture" / "parity.json").read_text())["photos"][0]
+    path = copy / "fixture" / case["protected_f32"]
+    values = np.fromfile(path, dtype="<f4")
+    values[::7] = np.clip(values[::7] + 3 / 255, 0, 1)  # 3 levels off on one value in seven
+    values.astype("<f4").tofile(path)
+    rows = {r.runtime: r for r in run_check(copy, None, ("manifest", "onnxruntime"))}
+    assert rows["manifest"].ok and not rows["onnxruntime"].ok
+    assert rows["onnxruntime"].max_levels >= 2 and rows["onnxruntime"].identical < 0.999
+
+
+def test_unknown_runtimes_are_a_usage_error():
+    result = CliRunner().invoke(app, ["check", str(BUNDLED), "--only", "quantum"])
+    assert result.exit_code == 2 and "unknown runtime" in result.output
