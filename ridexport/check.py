@@ -159,7 +159,7 @@ def print_table(rows: list[Row], console=None) -> None:
     from rich.table import Table
 
     table = Table(title=f"parity rule: float <= {FLOAT_TOL}, >= {MIN_IDENTICAL:.1%} identical 8-bit, <= {MAX_LEVELS} level")
-    for column in ("runtime", "result", "photos", "max |Δ|", "identical 8-bit", "worst levels", "note"):
+    for column in ("runtime", "result", "cases", "max |Δ|", "identical 8-bit", "worst levels", "note"):
         table.add_column(column)
     for r in rows:
         table.add_row(r.runtime, "pass" if r.ok else "FAIL", str(r.cases),
