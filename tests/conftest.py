@@ -84,3 +84,8 @@ def perturbed_generator(tmp_path_factory):
         return path
 
     return make
+
+
+def pytest_addoption(parser):
+    parser.addoption("--rid-export", default=None, help="run tests/test_check.py's suite on this export folder (default: the bundled one)")
+    parser.addoption("--rid-checkpoint", default=None, help="the saved generator that export came from (pytorch row)")

@@ -52,3 +52,12 @@ def test_an_off_by_parity_fixture_names_the_runtime(copy):
 def test_unknown_runtimes_are_a_usage_error():
     result = CliRunner().invoke(app, ["check", str(BUNDLED), "--only", "quantum"])
     assert result.exit_code == 2 and "unknown runtime" in result.output
+
+
+@pytest.mark.parametrize("runtime", ["manifest", "pytorch", "onnxruntime", "server"])
+def test_the_suite_on_the_given_export(request, runtime):
+    """`pytest tests/test_check.py --rid-export DIR [--rid-checkpoint GEN]`: rid check's rows as tests."""
+    export = request.config.getoption("--rid-export")
+    checkpoint = request.config.getoption("--rid-checkpoint") or (None if export else "default")
+    (row,) = run_check(export or BUNDLED, checkpoint, (runtime,))
+    assert row.ok, row
