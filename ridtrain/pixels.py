@@ -1,6 +1,6 @@
 """The one canonical pixel pipeline. The browser (onnxruntime-web) and the server reproduce it;
 change a rule here and in their fixtures together. Its torch-free rules (the working size, the
-tile plan, the 8-bit rounding, the bound check) are defined in ridpixels, which this module calls.
+tile plan, the 8-bit rounding, the bound check) are defined in ridpixels; this module calls them.
 
     file --load_image--> Decoded(rgb uint8 HxWx3, alpha uint8 HxW | None, exif, icc)
          --to_float-->   x = v / 255, float32 (1,3,H,W)
@@ -163,7 +163,7 @@ def _grey_to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 # ----------------------------------------------------------------------------- geometry
 
 
-# The working-size rule lives in ridpixels (torch-free, also run in the browser under Pyodide).
+# The working-size rule lives in ridpixels (torch-free, written to run under Pyodide too).
 MAX_LONG, working_size = ridpixels.MAX_LONG, ridpixels.working_size
 
 
