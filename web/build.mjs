@@ -1,9 +1,15 @@
 // npm run build -> dist/: the app (index.html, app.js), the library (rid.js), the widget
 // (rid-widget.js), the worker and onnxruntime-web's files under assets/ (content-hashed or
 // versioned names: served immutable), an example host page, and the offline service worker.
+// The app's verify mode: the verify worker, Pyodide's files and the ridpixels wheel (built by
+// scripts/build_pixel_wheel.py with $PYTHON, else ../.venv/bin/python, else python3) under
+// assets/pyodide-<version>/, loaded only when the page is asked to verify.
 
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 
 import * as esbuild from 'esbuild';
 
@@ -12,11 +18,27 @@ const ORT = JSON.parse(readFileSync('node_modules/onnxruntime-web/package.json',
 const ORT_DIR = `ort-${ORT.version}`;
 const ORT_FILES = ['ort.wasm.min.mjs', 'ort.webgpu.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm',
   'ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
+const PYODIDE = JSON.parse(readFileSync('node_modules/pyodide/package.json', 'utf8'));
+const PYODIDE_DIR = `pyodide-${PYODIDE.version}`;
+const PYODIDE_FILES = ['pyodide.mjs', 'pyodide.asm.mjs', 'pyodide.asm.wasm', 'python_stdlib.zip', 'pyodide-lock.json'];
+const PYTHON = process.env.PYTHON || (existsSync('../.venv/bin/python') ? '../.venv/bin/python' : 'python3');
 const common = { bundle: true, format: 'esm', target: 'es2022', minify: true, legalComments: 'linked', logLevel: 'warning' };
 
 rmSync(DIST, { recursive: true, force: true });
 mkdirSync(`${DIST}/assets/${ORT_DIR}`, { recursive: true });
 for (const file of ORT_FILES) cpSync(`node_modules/onnxruntime-web/dist/${file}`, `${DIST}/assets/${ORT_DIR}/${file}`);
+mkdirSync(`${DIST}/assets/${PYODIDE_DIR}`, { recursive: true });
+for (const file of PYODIDE_FILES) cpSync(`node_modules/pyodide/${file}`, `${DIST}/assets/${PYODIDE_DIR}/${file}`);
+
+// The wheel keeps its own name (Pyodide reads a wheel's name) in a folder named by its hash.
+const scratch = mkdtempSync(join(tmpdir(), 'rid-wheel-'));
+const built = execFileSync(PYTHON, ['../scripts/build_pixel_wheel.py', scratch], { encoding: 'utf8' }).trim().split('\n').pop();
+const wheelBytes = readFileSync(built);
+const wheelSha256 = createHash('sha256').update(wheelBytes).digest('hex');
+const wheelPath = `${PYODIDE_DIR}/ridpixels-${wheelSha256.slice(0, 12)}/${basename(built)}`;
+mkdirSync(`${DIST}/assets/${wheelPath.slice(0, wheelPath.lastIndexOf('/'))}`, { recursive: true });
+writeFileSync(`${DIST}/assets/${wheelPath}`, wheelBytes);
+rmSync(scratch, { recursive: true, force: true });
 
 const worker = await esbuild.build({
   ...common, entryPoints: { 'rid-worker': 'src/worker/worker.js' }, outdir: `${DIST}/assets`, entryNames: '[name]-[hash]',
@@ -24,10 +46,27 @@ const worker = await esbuild.build({
 });
 const workerFile = basename(Object.keys(worker.metafile.outputs).find((f) => f.endsWith('.js')));
 
+const verify = await esbuild.build({
+  ...common, entryPoints: { 'rid-verify': 'src/verify/verify-worker.js' }, outdir: `${DIST}/assets`, entryNames: '[name]-[hash]',
+  metafile: true, loader: { '.py': 'text' },
+  define: { __PYODIDE_DIR__: JSON.stringify(`./${PYODIDE_DIR}/`), __RIDPIXELS_WHEEL__: JSON.stringify(`./${wheelPath}`),
+    __RIDPIXELS_WHEEL_SHA256__: JSON.stringify(wheelSha256) },
+});
+const verifyFile = basename(Object.keys(verify.metafile.outputs).find((f) => f.endsWith('.js')));
+// The app's bridge to it, imported by app.js only in verify mode: the normal page's bundles stay as they were.
+const bridge = await esbuild.build({
+  ...common, entryPoints: { 'rid-verify-bridge': 'src/client/verify.js' }, outdir: `${DIST}/assets`, entryNames: '[name]-[hash]',
+  metafile: true, define: { __RID_VERIFY_WORKER__: JSON.stringify(`./${verifyFile}`) },
+});
+const bridgeFile = basename(Object.keys(bridge.metafile.outputs).find((f) => f.endsWith('.js')));
+
 await esbuild.build({
   ...common, entryPoints: { rid: 'src/client/protector.js', 'rid-widget': 'src/client/widget.js', app: 'src/client/app.js' },
-  outdir: DIST, define: { __RID_WORKER__: JSON.stringify(`./assets/${workerFile}`) },
+  outdir: DIST, define: { __RID_WORKER__: JSON.stringify(`./assets/${workerFile}`), __RID_VERIFY_BRIDGE__: JSON.stringify(`./assets/${bridgeFile}`) },
 });
 cpSync('public', DIST, { recursive: true });
-writeFileSync(`${DIST}/build.json`, JSON.stringify({ worker: workerFile, onnxruntime_web: ORT.version, ort_dir: `assets/${ORT_DIR}` }, null, 2) + '\n');
-console.log(`dist/ written: worker assets/${workerFile}, onnxruntime-web ${ORT.version}`);
+writeFileSync(`${DIST}/build.json`, JSON.stringify({ worker: workerFile, onnxruntime_web: ORT.version, ort_dir: `assets/${ORT_DIR}`,
+  verify_worker: verifyFile, verify_bridge: bridgeFile, pyodide: PYODIDE.version, pyodide_dir: `assets/${PYODIDE_DIR}`, pyodide_files: PYODIDE_FILES,
+  ridpixels_wheel: `assets/${wheelPath}`, ridpixels_wheel_sha256: wheelSha256 }, null, 2) + '\n');
+console.log(`dist/ written: worker assets/${workerFile}, onnxruntime-web ${ORT.version}; verify mode assets/${verifyFile}, `
+  + `Pyodide ${PYODIDE.version}, ${basename(built)}`);

@@ -1,4 +1,7 @@
 // index.html: drop or pick photos, protect them in the worker, compare, download one or all.
+// Verify mode (the checkbox, or ?verify=1): every photo is also checked by the Python pixel
+// policy under Pyodide (client/verify.js, its own bundle, imported only then); only then is any
+// of Pyodide's files fetched.
 
 import { zipSync } from 'fflate';
 
@@ -10,6 +13,9 @@ const results = []; // { name, blob }
 let protector = null;
 let starting = null; // the protector being started: photos chosen meanwhile wait for it
 let queue = Promise.resolve();
+const VERIFY_BRIDGE = new URL(__RID_VERIFY_BRIDGE__, import.meta.url).href; // client/verify.js (build.mjs)
+let verifier = null; // verify mode: a promise of { bridge (client/verify.js), worker (its startVerifier()) }
+const verdicts = []; // { name, ok, checks, ms }: window.ridVerify.results
 
 function say(selector, text, error = false) {
   const el = $(selector);
@@ -52,6 +58,47 @@ async function startProtector() {
   }
 }
 
+/** Verify mode on or off: on starts the verify worker (Pyodide boots meanwhile), off ends it. */
+function setVerify(on) {
+  if (!on) {
+    verifier?.then(({ worker }) => worker.close(), () => {});
+    verifier = null;
+    say('#verify-status', '');
+    return;
+  }
+  if (verifier) return;
+  say('#verify-status', 'Loading Pyodide and the Python pixel policy…');
+  const v = import(VERIFY_BRIDGE).then((bridge) => ({ bridge, worker: bridge.startVerifier() }));
+  verifier = v;
+  v.then(({ worker }) => worker.ready).then((info) => {
+    if (verifier !== v) return;
+    say('#verify-status', `Verifying with ridpixels ${info.ridpixels} on Python ${info.python.split(' ')[0]} (Pyodide ${info.pyodide}), ready in ${Math.round(info.ready_ms)} ms`);
+    document.body.dataset.verifyReady = 'yes';
+  }, (err) => verifier === v && say('#verify-status', `Cannot verify: ${err.message}`, true));
+}
+
+/** One protected photo checked by Python; the verdict goes in its row and in window.ridVerify. */
+async function verifyOne(v, file, result, manifest, row) {
+  row.dataset.verify = 'pending';
+  const line = document.createElement('div');
+  line.className = 'verify';
+  line.textContent = 'verifying with Python…';
+  row.append(line);
+  try {
+    const { bridge, worker } = await v;
+    const verdict = await worker.check(bridge.jobOf(result, manifest, file));
+    verdicts.push({ name: file.name, ...verdict });
+    line.textContent = bridge.describe(verdict);
+    line.classList.toggle('error', !verdict.ok);
+    row.dataset.verify = verdict.ok ? 'ok' : 'differs';
+  } catch (err) {
+    verdicts.push({ name: file.name, ok: false, error: err.message, checks: [] });
+    line.textContent = `cannot verify: ${err.message}`;
+    line.classList.add('error');
+    row.dataset.verify = 'error';
+  }
+}
+
 function addRow(file) {
   const row = document.createElement('li');
   row.dataset.name = file.name;
@@ -64,8 +111,10 @@ function addRow(file) {
 async function protectOne(file, row) {
   const status = row.querySelector('.status');
   status.textContent = 'protecting…';
+  const v = verifier; // this photo is verified if verify mode was on when it started
+  const { manifest } = protector;
   try {
-    const result = await protector.protect(file, { eps: Number($('#eps').value) });
+    const result = await protector.protect(file, { eps: Number($('#eps').value), ...(v ? { float: true, input: true } : {}) });
     const name = protectedName(file.name);
     results.push({ name, blob: result.blob });
     row.querySelector('progress').value = 1;
@@ -84,6 +133,7 @@ async function protectOne(file, row) {
     $('#download-all').disabled = false;
     if (results.length === 1) $('rid-compare').show(file, result.blob, result.eps);
     say('#last', `Last photo: ${Math.round(result.ms)} ms on ${result.backend}`);
+    if (v) verifyOne(v, file, result, manifest, row); // beside the next photo's protection, in its own worker
   } catch (err) {
     row.classList.add('failed');
     status.textContent = `error: ${err.message}`;
@@ -130,6 +180,10 @@ async function main() {
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
   drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); enqueue([...e.dataTransfer.files]); });
   $('#download-all').addEventListener('click', downloadAll);
+  const verify = $('#verify');
+  verify.checked ||= new URLSearchParams(location.search).get('verify') === '1';
+  verify.addEventListener('change', () => setVerify(verify.checked));
+  setVerify(verify.checked);
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((err) => console.warn('offline mode unavailable:', err.message));
   starting = showModels().then(startProtector, (err) => say('#backend', `Cannot list models: ${err.message}`, true));
   await starting;
@@ -139,4 +193,6 @@ async function main() {
 }
 
 window.rid = { enqueue, get protector() { return protector; } }; // for tests and the console
+// Verify mode's results, and the bridge itself (tests check altered jobs through it).
+window.ridVerify = { results: verdicts, get verifier() { return verifier; } };
 main();

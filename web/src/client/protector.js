@@ -4,14 +4,18 @@
 /**
  * @typedef {'auto'|'webgpu'|'wasm'|'server'} Backend
  * @typedef {{ blob: Blob, width: number, height: number, backend: Backend, ms: number, eps: number,
- *             name: string, threads: number|null, floats?: Float32Array }} Protected
+ *             name: string, threads: number|null, floats?: Float32Array, input?: Uint8Array,
+ *             plan?: { working: [number, number], tile: number, origins: [number, number][] } }} Protected
+ *   plan (local backends): the working size and tile origins the pipeline used.
  * @typedef {{ stage: 'download', file: string, loaded: number, total: number, cached: boolean }
  *          | { stage: 'photo', name: string, fraction: number }} Progress
- * @typedef {{ eps?: number, name?: string, float?: boolean, seed?: string|Uint8Array }} ProtectOptions
+ * @typedef {{ eps?: number, name?: string, float?: boolean, input?: boolean, seed?: string|Uint8Array }} ProtectOptions
  *   eps: the bound in 8-bit levels (default the model's); float: also return the protected photo
- *   before rounding (float32 (1,3,H,W)); seed: 32 hex digits (or 16 bytes) fixing the randomised
- *   generator's seed, for reproducibility checks only; omit it in real use, and every protection
- *   then draws a fresh secret seed from crypto.getRandomValues that is never stored or sent.
+ *   before rounding (float32 (1,3,H,W)); input: also return the decoded RGBA (H*W*4) that was
+ *   protected (local backends; the app's verify mode); seed: 32 hex digits (or 16 bytes) fixing
+ *   the randomised generator's seed, for reproducibility checks only; omit it in real use, and
+ *   every protection then draws a fresh secret seed from crypto.getRandomValues that is never
+ *   stored or sent.
  */
 
 const WORKER_URL = new URL(__RID_WORKER__, import.meta.url); // the hashed worker bundle (build.mjs)
@@ -73,11 +77,12 @@ export async function createProtector({ manifestUrl, backend = 'auto', serverUrl
     log: info.log,
     crossOriginIsolated: info.crossOriginIsolated,
     /** @param {Blob} file @param {ProtectOptions} [options] seed: for reproducibility checks only; omit it in real use. */
-    async protect(file, { eps, name = file.name ?? 'photo', float = false, seed } = {}) {
+    async protect(file, { eps, name = file.name ?? 'photo', float = false, input = false, seed } = {}) {
       const buffer = await file.arrayBuffer();
-      const r = await call({ type: 'protect', buffer, name, eps, float, seed: seed ?? null }, [buffer], name);
+      const r = await call({ type: 'protect', buffer, name, eps, float, input, seed: seed ?? null }, [buffer], name);
       return { blob: new Blob([r.png], { type: 'image/png' }), width: r.width, height: r.height, backend: r.backend,
-        threads: r.threads ?? null, ms: r.ms, eps: r.eps, name, ...(r.floats ? { floats: new Float32Array(r.floats) } : {}) };
+        threads: r.threads ?? null, ms: r.ms, eps: r.eps, name, ...(r.floats ? { floats: new Float32Array(r.floats) } : {}),
+        ...(r.plan ? { plan: r.plan } : {}), ...(r.input ? { input: new Uint8Array(r.input) } : {}) };
     },
     /** The generator graph alone on a working-size float32 (1,3,h,w) image: for parity tests.
      * seed (32 hex digits): for reproducibility checks only; omit it in real use (a fresh one). */

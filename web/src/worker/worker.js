@@ -1,6 +1,7 @@
 // The worker: models, sessions, decoding, the tiled pipeline and encoding, off the page's thread.
 // Messages in: init, protect, generator (the generator graph alone, for parity fixtures).
 // Messages out: ready, download, progress, done, error. Buffers are transferred, never copied.
+// A local protection's done also carries the plan it used (working size, tile origins).
 // A randomised generator (manifest.seed) gets a fresh seed's code for every protection
 // (shared/seed.js); the seed is never stored or posted back. A `seed` (32 hex digits) in a
 // protect or generator message fixes it, for reproducibility checks only.
@@ -100,7 +101,7 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
       floats.set(prot.subarray((ch * th + y) * tw, (ch * th + y + 1) * tw), (ch * h + r + y) * w + c);
     progress(++done / steps);
   }
-  return { out, floats };
+  return { out, floats, plan: { working: [hw, ww], tile, origins } };
 }
 
 function encode(rgba, width, height, hasAlpha) {
@@ -174,7 +175,7 @@ function givenSeed(seed) {
   }
 }
 
-async function onProtect({ id, buffer, name, eps, float, seed }) {
+async function onProtect({ id, buffer, name, eps, float, seed, input }) {
   const started = performance.now();
   const bytes = new Uint8Array(buffer);
   const epsLevels = eps ?? state.manifest.eps_levels;
@@ -189,11 +190,14 @@ async function onProtect({ id, buffer, name, eps, float, seed }) {
         return { message: { type: 'done', id, png: png.buffer, width, height, backend, ms: performance.now() - started, eps: epsLevels }, transfer: [png.buffer] };
       }
       const image = await decode(bytes, MAX_PIXELS);
-      const { out, floats } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress, fixed);
+      const { out, floats, plan } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress, fixed);
       const png = encode(out, image.width, image.height, image.hasAlpha);
-      const transfer = [png.buffer, ...(floats ? [floats.buffer] : [])];
+      // input: the decoded RGBA the pipeline protected, for the app's verify mode (client/verify.js).
+      const rgba = input ? new Uint8Array(image.rgba) : null; // a copy with a buffer of its own, to transfer
+      const transfer = [png.buffer, ...(floats ? [floats.buffer] : []), ...(rgba ? [rgba.buffer] : [])];
       return { message: { type: 'done', id, png: png.buffer, width: image.width, height: image.height, backend,
-        threads: state.runner.threads, ms: performance.now() - started, eps: epsLevels, floats: floats?.buffer ?? null }, transfer };
+        threads: state.runner.threads, ms: performance.now() - started, eps: epsLevels, floats: floats?.buffer ?? null,
+        plan, input: rgba?.buffer ?? null }, transfer };
     } catch (err) {
       // The photo's (or the caller's) fault, a given seed this page cannot honour, or nowhere left to go.
       if (err instanceof ImageError || err.code === 'seed_unavailable' || !state.queue.length) throw err;
