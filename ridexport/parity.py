@@ -51,17 +51,22 @@ class ParityError(ValueError):
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
     """Float and 8-bit agreement of two (N,3,H,W) [0,1] images."""
-    ref8 = ridpixels.to_uint8(reference[:1]).astype(int)
-    cand8 = ridpixels.to_uint8(candidate[:1]).astype(int)
-    return {
-        "max_abs": float(np.abs(reference - candidate).max()),
-        "identical_8bit": float((ref8 == cand8).mean()),
-        "max_levels": int(np.abs(ref8 - cand8).max()),
-    }
+    eight = compare_8bit(ridpixels.to_uint8(reference[:1]), ridpixels.to_uint8(candidate[:1]))
+    return {**eight, "max_abs": float(np.abs(reference - candidate).max())}  # replaces its None
+
+
+def compare_8bit(reference8: np.ndarray, candidate8: np.ndarray) -> dict:
+    """The 8-bit part of compare() for runtimes that give 8-bit values only (max_abs None)."""
+    a, b = reference8.astype(int), candidate8.astype(int)
+    if a.shape != b.shape:
+        return {"max_abs": None, "identical_8bit": 0.0, "max_levels": 255}
+    return {"max_abs": None, "identical_8bit": float((a == b).mean()), "max_levels": int(np.abs(a - b).max())}
 
 
 def passes(stats: dict) -> bool:
-    return stats["max_abs"] <= FLOAT_TOL and stats["identical_8bit"] >= MIN_IDENTICAL and stats["max_levels"] <= MAX_LEVELS
+    """The parity rule; an 8-bit-only comparison (max_abs None) is held to its 8-bit part."""
+    return ((stats["max_abs"] is None or stats["max_abs"] <= FLOAT_TOL) and stats["identical_8bit"] >= MIN_IDENTICAL
+            and stats["max_levels"] <= MAX_LEVELS)
 
 
 def parity_inputs(working: dict, photos: list[Path] = (), seed: int = 0) -> dict[str, np.ndarray]:
@@ -108,19 +113,25 @@ def check_parity(gen, onnx_gen, cases: dict[str, np.ndarray], eps: float, refere
     return report
 
 
-def self_check(protector) -> dict:
-    """An OnnxProtector on its own export's fixture photos: per photo, compare()'s stats and
-    whether they pass the rule. The server's readiness depends on it."""
-    folder = protector.generator.folder / "fixture"
+def fixture_photos(folder: Path):
+    """(case, input rgb uint8 (H,W,3), PyTorch's protected float32 (1,3,H,W)) for every photo that
+    fixture/parity.json lists."""
     index = json.loads((folder / "parity.json").read_text())
-    report = {}
+    if not index.get("photos"):
+        raise ParityError(f"{folder}/parity.json lists no photos to check")
     for case in index["photos"]:
         rgb = pixels.load_image(folder / case["input_png"]).rgb
         expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
+        yield case, rgb, expected
+
+
+def self_check(protector) -> dict:
+    """An OnnxProtector on its own export's fixture photos: per photo, compare()'s stats and
+    whether they pass the rule. The server's readiness depends on it."""
+    report = {}
+    for case, rgb, expected in fixture_photos(protector.generator.folder / "fixture"):
         stats = compare(expected, protector.protected_float(rgb, case["eps_levels"], case.get("seed")))
         report[case["name"]] = {**stats, "passes": passes(stats)}
-    if not report:
-        raise ParityError(f"{folder}/parity.json lists no photos to check")
     return report
 
 

@@ -86,6 +86,35 @@ def perturbed_generator(tmp_path_factory):
     return make
 
 
+# The browser tests' server and Chromium (tests/browser_env.py).
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The server app over HTTP serving web/dist and the bundled model (test_server.py has its own)."""
+    from browser_env import serving
+
+    with serving() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pw():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw):
+    from browser_env import launch
+
+    b = launch(pw)
+    yield b
+    b.close()
+
+
 def pytest_addoption(parser):
     parser.addoption("--rid-export", default=None, help="run tests/test_check.py's suite on this export folder (default: the bundled one)")
     parser.addoption("--rid-checkpoint", default=None, help="the saved generator that export came from (pytorch row)")

@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,18 +17,13 @@ import torch
 from PIL import Image
 
 from bad_inputs import encode, photo, with_orientation
+from browser_env import DIST, REPO, launch, require_browser, run_app
 from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL
 from ridtrain import pixels
 from ridtrain.protect import load_backend, onnx_folder, protected_float
 from ridtrain.seeds import DOMAIN, seed_code
-from server_fallback.launch import running
-from server_fallback.settings import Settings
 
 playwright = pytest.importorskip("playwright.sync_api")
-REPO = Path(__file__).resolve().parents[1]
-DIST = REPO / "web" / "dist"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = REPO / "test-artifacts"
 FIXTURE = onnx_folder("default") / "fixture"
 MANIFEST = json.loads((onnx_folder("default") / "manifest.json").read_text())
@@ -39,10 +32,7 @@ PARITY = json.loads((FIXTURE / "parity.json").read_text())
 RANDOMISED = bool(MANIFEST.get("seed"))  # a randomised generator: its graph takes the seed's code
 SEED = "0123456789abcdef0f1e2d3c4b5a6978"  # a fixed seed for the real-photo checks (real use never fixes one)
 
-MISSING = not Path(CHROMIUM).exists() or not (DIST / "index.html").exists()
-if MISSING and os.environ.get("RID_REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
-    raise RuntimeError(f"browser tests need {CHROMIUM} and {DIST}/index.html (scripts/setup.sh)")
-pytestmark = pytest.mark.skipif(MISSING, reason="needs /usr/bin/chromium and web/dist (scripts/setup.sh installs and builds both)")
+pytestmark = require_browser()
 
 PROTECT_JS = """async ([b64, backend, eps, manifestUrl, seeds, serverUrl]) => {
   const { createProtector } = await import('/rid.js');
@@ -60,25 +50,6 @@ PROTECT_JS = """async ([b64, backend, eps, manifestUrl, seeds, serverUrl]) => {
     return out;
   } finally { p.close(); }
 }"""
-
-
-@pytest.fixture(scope="module")
-def server():
-    with running(Settings(web_dist=DIST, rate_limit="100000/minute")) as (url, _):
-        yield url
-
-
-@pytest.fixture(scope="module")
-def pw():
-    with playwright.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(pw):
-    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-    yield b
-    b.close()
 
 
 @pytest.fixture
@@ -235,7 +206,7 @@ def test_webgpu_parity_on_swiftshader(server, pw):
     """On WebGPU (SwiftShader), with one protector (one set of sessions: SwiftShader's shader
     compiles dominate): the generator graph alone on the small fixture cases, then one small photo
     through the whole tiled pipeline, each under its fixture seed; WebGPU must be what ran."""
-    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS + ["--enable-unsafe-webgpu"])
+    b = launch(pw, "--enable-unsafe-webgpu")
     try:
         page = b.new_page()
         page.goto(server + "/")
@@ -278,23 +249,11 @@ def test_webgpu_parity_on_swiftshader(server, pw):
         b.close()
 
 
-def run_app(page, server, files: list[tuple[str, bytes]], tmp_path) -> list:
-    page.goto(server + "/")
-    page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
-    paths = []
-    for name, data in files:
-        (tmp_path / name).write_bytes(data)
-        paths.append(str(tmp_path / name))
-    page.set_input_files("#files", paths)
-    page.wait_for_function("n => document.querySelectorAll('#photos li.done, #photos li.failed').length === n", arg=len(files), timeout=120_000)
-    return page.locator("#photos li").all()
-
-
 def test_local_mode_sends_no_photo_anywhere(server, page, tmp_path, corpus):
     requests = []
     page.on("request", lambda req: requests.append((req.method, req.url, req.post_data_buffer)))
     jpeg = (corpus / "heldout" / "rocket.jpg").read_bytes()
-    rows = run_app(page, server, [("rocket.jpg", jpeg)], tmp_path)
+    rows = run_app(page, server + "/", [("rocket.jpg", jpeg)], tmp_path)
     assert "done" in rows[0].get_attribute("class")
     assert requests and all(url.startswith(server + "/") for _, url, _ in requests), [u for _, u, _ in requests if not u.startswith(server)]
     assert not [url for _, url, _ in requests if "/v1/protect" in url]
@@ -310,7 +269,7 @@ def test_the_app_protects_a_batch_past_bad_files_and_zips_it(server, page, tmp_p
     good = encode(photo(90, 120), "PNG")
     jpeg = encode(photo(), "JPEG")
     files = [("notes.jpg", b"this is text, not a photo\n"), ("cut.jpg", jpeg[: len(jpeg) // 2]), ("good.png", good), ("also good.png", good)]
-    rows = run_app(page, server, files, tmp_path)
+    rows = run_app(page, server + "/", files, tmp_path)
     text = [r.inner_text() for r in rows]
     assert "error: not a JPEG, PNG or WebP image" in text[0] and "error: truncated JPEG" in text[1], text
     assert all("done:" in t and "on wasm" in t for t in text[2:]), text
@@ -363,7 +322,7 @@ def test_offline_after_the_first_visit(server, browser, tmp_path):
         page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
         context.set_offline(True)
         page.reload()
-        rows = run_app(page, server, [("offline.png", encode(photo(40, 50), "PNG"))], tmp_path)
+        rows = run_app(page, server + "/", [("offline.png", encode(photo(40, 50), "PNG"))], tmp_path)
         assert "done" in rows[0].get_attribute("class"), rows[0].inner_text()
     finally:
         context.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -19,20 +18,12 @@ from PIL import Image
 
 import ridpixels
 from bad_inputs import encode, photo
-from server_fallback.launch import running
-from server_fallback.settings import Settings
+from browser_env import DIST, REPO, require_browser, run_app
 
 playwright = pytest.importorskip("playwright.sync_api")
-REPO = Path(__file__).resolve().parents[1]
-DIST = REPO / "web" / "dist"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 BUILT = json.loads((DIST / "build.json").read_text()) if (DIST / "build.json").exists() else {}
 
-MISSING = not Path(CHROMIUM).exists() or not (DIST / "index.html").exists() or "verify_worker" not in BUILT
-if MISSING and os.environ.get("RID_REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
-    raise RuntimeError(f"verify-mode tests need {CHROMIUM} and {DIST} built with verify mode (scripts/setup.sh)")
-pytestmark = pytest.mark.skipif(MISSING, reason="needs /usr/bin/chromium and web/dist with verify mode (scripts/setup.sh)")
+pytestmark = require_browser(None if "verify_worker" in BUILT else f"{DIST} is not built with verify mode (scripts/setup.sh)")
 
 CHECKS = ["size", "working_size", "tile_origins", "bound", "levels"]
 TILES = (600, 1100)  # tile 512: 2 x 3 tiles, cut short at the bottom and on the right
@@ -52,39 +43,6 @@ def alpha_png() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running(Settings(web_dist=DIST, rate_limit="100000/minute")) as (url, _):
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
-def protect_in_app(page, server, path, files, tmp_path, verify):
-    """The app at `path` (None: the page as it is); the photos chosen at once; waits for every
-    row (and, in verify mode, every verdict)."""
-    if path is not None:
-        page.goto(server + path)
-    page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
-    paths = []
-    for name, data in files:
-        (tmp_path / name).write_bytes(data)
-        paths.append(str(tmp_path / name))
-    page.set_input_files("#files", paths)
-    done = "li => li.classList.contains('done') || li.classList.contains('failed')"
-    if verify:
-        done = "li => li.dataset.verify && li.dataset.verify !== 'pending'"
-    page.wait_for_function(f"n => {{ const rows = [...document.querySelectorAll('#photos li')]; return rows.length === n && rows.every({done}); }}",
-                           arg=len(files), timeout=300_000)
-    return page.locator("#photos li").all()
-
-
-@pytest.fixture(scope="module")
 def verified(server, browser, tmp_path_factory):
     """One verify-mode page (one Pyodide boot) that protected both photos: (page, info, results, urls)."""
     context = browser.new_context()
@@ -96,8 +54,7 @@ def verified(server, browser, tmp_path_factory):
     page.goto(server + "/?verify=1")
     page.wait_for_selector("body[data-verify-ready=yes]", timeout=180_000)
     print(f"\nverify mode ready {time.monotonic() - started:.1f} s after navigation")
-    rows = protect_in_app(page, server, None, [("tiles.png", tiles_png()), ("alpha.png", alpha_png())],
-                          tmp_path_factory.mktemp("verify"), verify=True)
+    rows = run_app(page, None, [("tiles.png", tiles_png()), ("alpha.png", alpha_png())], tmp_path_factory.mktemp("verify"), verify=True)
     info = page.evaluate("async () => (await window.ridVerify.verifier).worker.ready")
     results = page.evaluate("window.ridVerify.results")
     texts = [r.inner_text() for r in rows]
@@ -241,7 +198,7 @@ def test_the_normal_page_loads_no_pyodide(server, browser, tmp_path):
     page.on("request", lambda req: urls.append(req.url))
     page.on("requestfinished", finished)
     try:
-        rows = protect_in_app(page, server, "/", [("tiles.png", tiles_png())], tmp_path, verify=False)
+        rows = run_app(page, server + "/", [("tiles.png", tiles_png())], tmp_path)
         assert "done" in rows[0].get_attribute("class"), rows[0].inner_text()
         assert rows[0].get_attribute("data-verify") is None and not page.locator("#verify").is_checked()
         assert page.evaluate("window.ridVerify.verifier") is None and not page.evaluate("window.ridVerify.results")

@@ -2,6 +2,9 @@
 // Only integer geometry and the 8-bit rule live here; the resizes run in the export's own
 // shrink.onnx and apply.onnx. tests/test_browser.py holds every function here to Python's.
 
+/** The decoder's limit on W*H, checked in the header before any pixel is decoded: ridtrain.pixels.MAX_PIXELS. */
+export const MAX_PIXELS = 64 * 2 ** 20;
+
 /** (hw, ww) the generator sees: ridtrain.pixels.working_size, integer arithmetic only. */
 export function workingSize(h, w, { side = 512, multiple = 16, max_long = 2048 } = {}) {
   const short = Math.min(h, w);

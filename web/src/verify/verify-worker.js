@@ -9,13 +9,13 @@
 
 import { decode as decodePng } from 'fast-png';
 
+import { MAX_PIXELS } from '../shared/pipeline.js';
 import { decode as decodeImage } from '../worker/decode.js';
 import VERIFY_PY from './verify.py';
 
 const PYODIDE_DIR = new URL(__PYODIDE_DIR__, import.meta.url).href;
 const WHEEL_URL = new URL(__RIDPIXELS_WHEEL__, import.meta.url).href;
 const WHEEL_SHA256 = __RIDPIXELS_WHEEL_SHA256__;
-const MAX_PIXELS = 64 * 2 ** 20; // as the protecting worker
 
 function hex(buffer) {
   return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');

@@ -8,7 +8,7 @@
 
 import { encode as encodePng } from 'fast-png';
 
-import { addPart, tileOrigins, tileToFloat, workingSize, writeTile8 } from '../shared/pipeline.js';
+import { MAX_PIXELS, addPart, tileOrigins, tileToFloat, workingSize, writeTile8 } from '../shared/pipeline.js';
 import { drawCode, parseSeed, seedHex, seedSpec } from '../shared/seed.js';
 import { candidates, wasmThreads } from './backends.js';
 import { ImageError, decode } from './decode.js';
@@ -16,7 +16,6 @@ import { loadManifest, loadVerified } from './models.js';
 
 const ORT_DIR = new URL(__ORT_DIR__, import.meta.url).href; // onnxruntime-web's files, copied beside the worker (build.mjs)
 const ORT_MODULE = { wasm: 'ort.wasm.min.mjs', webgpu: 'ort.webgpu.min.mjs' };
-const MAX_PIXELS = 64 * 2 ** 20; // ridtrain.pixels.MAX_PIXELS
 
 let state = null; // { manifest, manifestUrl, serverUrl, queue: [backend...], runner, log: [] }
 

@@ -1,0 +1,59 @@
+"""What the browser tests share: Debian's Chromium with our flags, the built web app (web/dist)
+and the real server app over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from server_fallback.launch import running
+from server_fallback.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+DIST = REPO / "web" / "dist"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def require_browser(missing: str | None = None):
+    """The skip mark of a browser test module: it needs CHROMIUM and DIST/index.html, and whatever
+    `missing` names (a reason, or None). Under RID_REQUIRE_BROWSER (CI) a missing browser is a
+    failure, never a skip."""
+    reason = missing or ("" if Path(CHROMIUM).exists() and (DIST / "index.html").exists() else
+                         f"needs {CHROMIUM} and {DIST}/index.html (scripts/setup.sh installs and builds both)")
+    if reason and os.environ.get("RID_REQUIRE_BROWSER"):
+        raise RuntimeError(f"browser tests cannot run: {reason}")
+    return pytest.mark.skipif(bool(reason), reason=reason or "runs")
+
+
+@contextmanager
+def serving():
+    """The base URL of the server app serving DIST and the bundled model, without a rate limit that tests would hit."""
+    with running(Settings(web_dist=DIST, rate_limit="100000/minute")) as (url, _):
+        yield url
+
+
+def launch(pw, *extra_args: str):
+    """Debian's Chromium, headless, with ARGS (and extra_args, e.g. --enable-unsafe-webgpu)."""
+    return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS + list(extra_args))
+
+
+def run_app(page, url: str | None, files: list[tuple[str, bytes]], tmp_path, verify: bool = False) -> list:
+    """The app at `url` (None: the page as it is): the photos written to tmp_path and chosen at
+    once; waits for every row to be done or failed (in verify mode, for every verdict)."""
+    if url is not None:
+        page.goto(url)
+    page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
+    paths = []
+    for name, data in files:
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    page.set_input_files("#files", paths)
+    done = "li => li.dataset.verify && li.dataset.verify !== 'pending'" if verify else \
+        "li => li.classList.contains('done') || li.classList.contains('failed')"
+    page.wait_for_function(f"n => {{ const rows = [...document.querySelectorAll('#photos li')]; return rows.length === n && rows.every({done}); }}",
+                           arg=len(files), timeout=300_000)
+    return page.locator("#photos li").all()
