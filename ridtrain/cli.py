@@ -116,7 +116,10 @@ def export_cmd(
 def check_cmd(
     export_dir: Path = typer.Argument(..., help="Export folder (with manifest.json), e.g. ridtrain/weights/default/onnx."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="The saved generator it was exported from: recompute the fixture."),
-    only: Optional[str] = typer.Option(None, "--only", help="Comma list of runtimes (default: all): manifest, pytorch, onnxruntime, server."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma list of runtimes (default: all): manifest, pytorch, onnxruntime, "
+                                       "server, wasm-1-thread, wasm-2-threads, webgpu, widget."),
+    web_dist: Optional[Path] = typer.Option(None, "--web-dist", help="The built web app for the browser rows (default: web/dist)."),
+    chromium: Optional[str] = typer.Option(None, "--chromium", help="Chromium for the browser rows (default: /usr/bin/chromium)."),
 ):
     """Hold an export to the parity rule in every runtime; prints a table, one row per runtime,
     and exits 1 naming the runtimes that fail."""
@@ -126,7 +129,7 @@ def check_cmd(
     unknown = set(runtimes) - set(RUNTIMES)
     if unknown:
         _fail(f"unknown runtime(s) {sorted(unknown)}; choose among {list(RUNTIMES)}")
-    rows = run_check(export_dir, checkpoint, runtimes)
+    rows = run_check(export_dir, checkpoint, runtimes, web_dist, chromium)
     print_table(rows)
     failed = [r.runtime for r in rows if not r.ok]
     if failed:

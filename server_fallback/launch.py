@@ -36,8 +36,10 @@ def wait_ready(url: str, proc: subprocess.Popen, path: str = "/readyz", timeout:
 
 
 @contextmanager
-def running(settings: Settings, env: dict | None = None, port: int | None = None):
-    """(base url, process) of `uvicorn server_fallback.app:create_app` with these settings."""
+def running(settings: Settings, env: dict | None = None, port: int | None = None, ready_path: str = "/readyz"):
+    """(base url, process) of `uvicorn server_fallback.app:create_app` with these settings, once
+    `ready_path` answers 200: /readyz (the model passed its self-check) or /healthz (it is up:
+    for callers that want to see a failing self-check in the API's answers, not wait for it)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "uvicorn", "server_fallback.app:create_app", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--no-access-log", "--log-level", "warning"]
@@ -45,7 +47,7 @@ def running(settings: Settings, env: dict | None = None, port: int | None = None
                             stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc)
+        wait_ready(url, proc, ready_path)
         yield url, proc
     finally:
         proc.terminate()

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from ridexport.browser import CHROMIUM, launch  # noqa: F401  (the tests' one way to start Chromium)
 from server_fallback.launch import running
-from server_fallback.settings import Settings
+from server_fallback.settings import WEB_DIST, Settings
 
 REPO = Path(__file__).resolve().parents[1]
-DIST = REPO / "web" / "dist"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+DIST = WEB_DIST
 
 
 def require_browser(missing: str | None = None):
@@ -34,11 +33,6 @@ def serving():
     """The base URL of the server app serving DIST and the bundled model, without a rate limit that tests would hit."""
     with running(Settings(web_dist=DIST, rate_limit="100000/minute")) as (url, _):
         yield url
-
-
-def launch(pw, *extra_args: str):
-    """Debian's Chromium, headless, with ARGS (and extra_args, e.g. --enable-unsafe-webgpu)."""
-    return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS + list(extra_args))
 
 
 def run_app(page, url: str | None, files: list[tuple[str, bytes]], tmp_path, verify: bool = False) -> list:

@@ -3,7 +3,6 @@ reference, served by the real server app over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -17,7 +16,8 @@ import torch
 from PIL import Image
 
 from bad_inputs import encode, photo, with_orientation
-from browser_env import DIST, REPO, launch, require_browser, run_app
+from browser_env import DIST, REPO, require_browser, run_app
+from ridexport import browser as rid_browser
 from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL
 from ridtrain import pixels
 from ridtrain.protect import load_backend, onnx_folder, protected_float
@@ -34,24 +34,6 @@ SEED = "0123456789abcdef0f1e2d3c4b5a6978"  # a fixed seed for the real-photo che
 
 pytestmark = require_browser()
 
-PROTECT_JS = """async ([b64, backend, eps, manifestUrl, seeds, serverUrl]) => {
-  const { createProtector } = await import('/rid.js');
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  const p = await createProtector({ manifestUrl, backend, serverUrl });
-  const b64of = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 32768) s += String.fromCharCode(...u8.subarray(i, i + 32768)); return btoa(s); };
-  try {
-    const out = [];
-    for (const seed of seeds) {  // one protection per entry; null: no seed given (a fresh one)
-      const r = await p.protect(new Blob([bytes]), seed === null ? { float: true, eps } : { float: true, eps, seed });
-      const png = new Uint8Array(await r.blob.arrayBuffer());
-      out.push({ backend: r.backend, threads: r.threads, width: r.width, height: r.height, png: b64of(png),
-                 floats: r.floats ? b64of(new Uint8Array(r.floats.buffer)) : null, isolated: self.crossOriginIsolated });
-    }
-    return out;
-  } finally { p.close(); }
-}"""
-
-
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
@@ -62,20 +44,9 @@ def page(browser):
     context.close()
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def protect_many_in_page(page, data: bytes, seeds: list[str | None], backend: str = "wasm", eps: int | None = None,
                          server_url: str | None = None) -> list[dict]:
-    """One protector, one protection per seed (None: none given, so the worker draws a fresh one)."""
-    results = page.evaluate(PROTECT_JS, [b64(data), backend, eps, MANIFEST_URL, seeds, server_url])
-    for r in results:
-        r["png"] = base64.b64decode(r["png"])
-        r["pixels"] = np.asarray(Image.open(io.BytesIO(r["png"])))
-        if r["floats"] is not None:
-            r["floats"] = np.frombuffer(base64.b64decode(r["floats"]), dtype="<f4").reshape(1, 3, r["height"], r["width"])
-    return results
+    return rid_browser.protect_in_page(page, MANIFEST_URL, data, seeds, backend, eps, server_url)
 
 
 def protect_in_page(page, data: bytes, backend: str = "wasm", eps: int | None = None, seed: str | None = None) -> dict:
@@ -86,16 +57,6 @@ def check_rule(expected_float, got_float, expected8, got8):
     assert np.abs(got_float - expected_float).max() <= FLOAT_TOL
     a, b = expected8.astype(int), got8.astype(int)
     assert a.shape == b.shape and (a == b).mean() >= MIN_IDENTICAL and np.abs(a - b).max() <= MAX_LEVELS
-
-
-@pytest.mark.parametrize("path,threads", [("/", 2), ("/examples/host.html", 1)], ids=["2-threads-isolated", "1-thread"])
-def test_wasm_parity_on_the_fixture_photos(server, page, path, threads):
-    page.goto(server + path)
-    for case in PARITY["photos"]:
-        r = protect_in_page(page, (FIXTURE / case["input_png"]).read_bytes(), eps=case["eps_levels"], seed=case.get("seed"))
-        assert (r["backend"], r["threads"], r["isolated"]) == ("wasm", threads, threads > 1)
-        expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
-        check_rule(expected, r["floats"], np.asarray(Image.open(FIXTURE / case["protected_png"])), np.asarray(Image.open(io.BytesIO(r["png"]))))
 
 
 def alpha_png() -> bytes:
@@ -200,53 +161,6 @@ def test_the_server_backend_gets_a_given_seed_and_none_otherwise(server, page):
     assert [url.split("?")[0] for url, _ in posts] == [server + "/v1/protect"] * 2 and all("?" not in url for url, _ in posts)
     assert b'name="seed"' in posts[0][1] and case["seed"].encode() in posts[0][1]
     assert b'name="seed"' not in posts[1][1]
-
-
-def test_webgpu_parity_on_swiftshader(server, pw):
-    """On WebGPU (SwiftShader), with one protector (one set of sessions: SwiftShader's shader
-    compiles dominate): the generator graph alone on the small fixture cases, then one small photo
-    through the whole tiled pipeline, each under its fixture seed; WebGPU must be what ran."""
-    b = launch(pw, "--enable-unsafe-webgpu")
-    try:
-        page = b.new_page()
-        page.goto(server + "/")
-        cases = [[b64(pixels.to_float(np.asarray(Image.open(FIXTURE / c["input_png"]).convert("RGB"))).numpy().astype("<f4").tobytes()),
-                  c["height"], c["width"], c["eps_levels"] / 255, c.get("seed")] for c in PARITY["cases"]]
-        photo_case = PARITY["photos"][0]
-        r = page.evaluate("""async ([cases, photo, eps, seed, manifestUrl]) => {
-          const { createProtector } = await import('/rid.js');
-          const bytesOf = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-          const b64of = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 32768) s += String.fromCharCode(...u8.subarray(i, i + 32768)); return btoa(s); };
-          const p = await createProtector({ manifestUrl, backend: 'webgpu' });
-          try {
-            const out = { cases: [], ms: [] };
-            for (const [x, h, w, e, s] of cases) {
-              const t = performance.now();
-              const g = await p.runGenerator(new Float32Array(bytesOf(x).buffer), h, w, e, s);
-              out.ms.push(performance.now() - t);
-              out.cases.push({ backend: g.backend, out: b64of(new Uint8Array(g.protected.buffer)) });
-            }
-            const t = performance.now();
-            const r = await p.protect(new Blob([bytesOf(photo)]), { float: true, eps, seed });
-            out.ms.push(performance.now() - t);
-            out.photo = { backend: r.backend, width: r.width, height: r.height, png: b64of(new Uint8Array(await r.blob.arrayBuffer())),
-                          floats: b64of(new Uint8Array(r.floats.buffer)) };
-            return out;
-          } finally { p.close(); }
-        }""", [cases, b64((FIXTURE / photo_case["input_png"]).read_bytes()), photo_case["eps_levels"], photo_case.get("seed"), MANIFEST_URL])
-        print("webgpu ms per run:", [round(ms) for ms in r["ms"]])
-        for case, got in zip(PARITY["cases"], r["cases"]):
-            assert got["backend"] == "webgpu"
-            expected = np.fromfile(FIXTURE / case["protected_f32"], dtype="<f4")
-            assert np.abs(np.frombuffer(base64.b64decode(got["out"]), dtype="<f4") - expected).max() <= FLOAT_TOL, case["name"]
-        got = r["photo"]
-        assert got["backend"] == "webgpu"
-        floats = np.frombuffer(base64.b64decode(got["floats"]), dtype="<f4").reshape(1, 3, got["height"], got["width"])
-        expected = np.fromfile(FIXTURE / photo_case["protected_f32"], dtype="<f4").reshape(1, 3, photo_case["height"], photo_case["width"])
-        check_rule(expected, floats, np.asarray(Image.open(FIXTURE / photo_case["protected_png"])),
-                   np.asarray(Image.open(io.BytesIO(base64.b64decode(got["png"])))))
-    finally:
-        b.close()
 
 
 def test_local_mode_sends_no_photo_anywhere(server, page, tmp_path, corpus):
