@@ -1,6 +1,7 @@
 """`rid check EXPORT_DIR`: the parity suite for any export folder, one row per runtime.
 
-    manifest      schema, every file's size and sha256, the fixture's index and its files
+    manifest      schema, every file's size and sha256, the fixture's index and its files, and
+                  that PyTorch changed every fixture photo (else parity would be shown on nothing)
     pytorch       (with a checkpoint) the checkpoint recomputes the fixture's photos
     onnxruntime   every fp32 or lossless generator file, on the fixture's photos (tiled pipeline)
     server        /v1/protect over a socket (uvicorn), the fixture's photos with their seeds, 8-bit
@@ -149,9 +150,15 @@ def check_manifest(rt: Runtimes) -> Row:
     from ridexport.manifest import load_manifest
 
     manifest = load_manifest(rt.export)
-    for case, _, _ in rt.photos():
+    unchanged = []
+    for case, rgb, _ in rt.photos():
         if not (rt.fixture / case["protected_png"]).is_file():
             raise FileNotFoundError(f"fixture file {case['protected_png']} is missing")
+        if np.array_equal(pixels_of(rt.fixture / case["protected_png"]), rgb):
+            unchanged.append(case["name"])
+    if unchanged:  # every runtime would "agree" by returning the photo: parity shown on nothing
+        raise ValueError(f"PyTorch left fixture photo(s) {', '.join(unchanged)} unchanged in 8 bits (a delta under half "
+                         "a level, as an untrained generator gives), so no row can show parity")
     return Row("manifest", True, len(manifest["files"]), note=f"{len(manifest['files'])} files, sha256 match")
 
 

@@ -52,6 +52,15 @@ def test_an_off_by_parity_fixture_names_the_runtime(copy):
     assert rows["onnxruntime"].max_levels >= 2 and rows["onnxruntime"].identical < 0.999
 
 
+def test_a_fixture_that_pytorch_left_unchanged_fails_the_manifest(copy):
+    """A generator whose delta rounds to zero (an untrained one) agrees with every runtime by
+    returning the photo; the suite says so instead of passing."""
+    case = json.loads((copy / "fixture" / "parity.json").read_text())["photos"][1]
+    shutil.copyfile(copy / "fixture" / case["input_png"], copy / "fixture" / case["protected_png"])
+    (row,) = run_check(copy, None, ("manifest",))
+    assert not row.ok and case["name"] in row.note and "unchanged" in row.note
+
+
 @require_browser()
 def test_an_off_by_parity_fixture_fails_the_browser_rows(copy):
     """The browser rows are held to the rule too: PyTorch's 8-bit output of the first photo 3 levels
