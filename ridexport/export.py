@@ -70,11 +70,11 @@ def export(checkpoint: str, out: str | Path, precisions=None, opset: int = 18, p
     eps = gen.config.eps / 255.0
     cases = parity_inputs(gen.working_size_rule, photos)
     report = check_parity(gen, OnnxGenerator.unverified(path, gen.working_size_rule, gen.config.eps), cases, eps)
-    require(report, FILES["fp32"])
+    require(report, FILES["fp32"], gen, cases)
     files[FILES["fp32"]]["parity"] = {"against": "pytorch", "cases": report}
     photo_cases = pipeline_inputs(photos)
     report = check_pipeline_parity(gen, OnnxProtector.unverified(out, manifest, FILES["fp32"]), photo_cases)
-    require(report, "the tiled pipeline (shrink.onnx, model.onnx, apply.onnx)")
+    require(report, "the tiled pipeline (shrink.onnx, model.onnx, apply.onnx)", gen, cases)
     manifest["pipeline"]["pieces"]["parity"] = {"against": "pytorch (ridtrain/pixels.py)", "cases": report}
     if lossless_w16:
         _add_lossless_w16(out, manifest, gen, cases, photo_cases)

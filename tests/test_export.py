@@ -123,8 +123,17 @@ def test_failed_parity_refuses_to_finish(fresh, tmp_path, monkeypatch):
     import ridexport.parity as parity
 
     monkeypatch.setattr(parity, "FLOAT_TOL", -1.0)  # nothing can pass
-    with pytest.raises(ParityError, match="fails parity"):
+    with pytest.raises(ParityError, match="fails parity") as refused:
         export(str(fresh[0]), tmp_path)
+    assert not (tmp_path / "manifest.json").exists()
+    assert "pre-tanh" not in str(refused.value)  # these weights are sane: no blame on them
+
+
+def test_saturated_weights_are_refused_with_the_reason(perturbed_generator, tmp_path):
+    """Head weights of std 1e5 (as a drifted training run leaves them): fp32 rounding alone breaks the
+    float rule, and the refusal says so instead of only listing the cases."""
+    with pytest.raises(ParityError, match=r"model.onnx fails parity.*pre-tanh output reaches [0-9.e+]+ .*retrain"):
+        export(str(perturbed_generator(1e5)), tmp_path)
     assert not (tmp_path / "manifest.json").exists()
 
 
