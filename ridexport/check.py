@@ -33,12 +33,13 @@ import shutil
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 import ridpixels
-from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL, compare, compare_8bit, fixture_photos, passes, self_check
+from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL, compare, compare_8bit, fixture_entries, passes, self_check
 
 RUNTIMES = ("manifest", "pytorch", "onnxruntime", "server", "wasm-1-thread", "wasm-2-threads", "webgpu", "widget")
 BROWSER_RUNTIMES = RUNTIMES[4:]
@@ -82,10 +83,15 @@ class Runtimes:
         self._stack.close()
 
     def photos(self):
-        return fixture_photos(self.fixture)
+        return fixture_entries(self.fixture)
+
+    @cached_property
+    def manifest(self) -> dict:
+        """manifest.json as it stands, read once (the manifest row is what validates it)."""
+        return json.loads((self.export / "manifest.json").read_text())
 
     def manifest_url(self) -> str:
-        return f"/models/{json.loads((self.export / 'manifest.json').read_text())['name']}/manifest.json"
+        return f"/models/{self.manifest['name']}/manifest.json"
 
     def server(self) -> str:
         from server_fallback.launch import running
@@ -220,18 +226,16 @@ def check_wasm(rt: Runtimes, threads: int) -> Row:
 def check_webgpu(rt: Runtimes) -> Row:
     from ridexport.browser import WEBGPU, run_generator_in_page
 
-    index = json.loads((rt.fixture / "parity.json").read_text())
-    small = [(case, ridpixels.to_float(pixels_of(rt.fixture / case["input_png"]))) for case in index.get("cases", [])]
+    small = list(fixture_entries(rt.fixture, "cases"))
     photo_case, photo_rgb, photo_expected = next(iter(rt.photos()))
     page = rt.page(WEBGPU)
     page.goto(rt.server() + "/")
     cases, photo = run_generator_in_page(
-        page, rt.manifest_url(), [(x, case["eps_levels"] / 255, case.get("seed")) for case, x in small],
+        page, rt.manifest_url(), [(ridpixels.to_float(rgb), case["eps_levels"] / 255, case.get("seed")) for case, rgb, _ in small],
         ((rt.fixture / photo_case["input_png"]).read_bytes(), photo_case["eps_levels"], photo_case.get("seed")))
     stats = []
-    for (case, _), got in zip(small, cases):
+    for (_, _, expected), got in zip(small, cases):
         _expect_backend(got, "webgpu")
-        expected = np.fromfile(rt.fixture / case["protected_f32"], dtype="<f4").reshape(got["protected"].shape)
         stats.append(compare(expected, got["protected"]))
     _expect_backend(photo, "webgpu")
     stats.append(_browser_stats(rt.fixture, photo_case, photo_rgb, photo_expected, photo))
@@ -242,7 +246,7 @@ def check_webgpu(rt: Runtimes) -> Row:
 def check_widget(rt: Runtimes) -> Row:
     from ridexport.browser import protect_with_widget
 
-    manifest = json.loads((rt.export / "manifest.json").read_text())
+    manifest = rt.manifest
     case, rgb, _ = next(iter(rt.photos()))
     with tempfile.TemporaryDirectory() as tmp:
         chosen = Path(tmp) / "photo.png"

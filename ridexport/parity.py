@@ -118,13 +118,13 @@ def check_parity(gen, onnx_gen, cases: dict[str, np.ndarray], eps: float, refere
     return report
 
 
-def fixture_photos(folder: Path):
-    """(case, input rgb uint8 (H,W,3), PyTorch's protected float32 (1,3,H,W)) for every photo that
-    fixture/parity.json lists."""
+def fixture_entries(folder: Path, part: str = "photos"):
+    """(entry, input rgb uint8 (H,W,3), PyTorch's protected float32 (1,3,H,W)) for every entry of
+    fixture/parity.json's `part`: "photos" (the whole tiled pipeline) or "cases" (the graph alone)."""
     index = json.loads((folder / "parity.json").read_text())
-    if not index.get("photos"):
-        raise ParityError(f"{folder}/parity.json lists no photos to check")
-    for case in index["photos"]:
+    if not index.get(part):
+        raise ParityError(f"{folder}/parity.json lists no {part} to check")
+    for case in index[part]:
         rgb = pixels.load_image(folder / case["input_png"]).rgb
         expected = np.fromfile(folder / case["protected_f32"], dtype="<f4").reshape(1, 3, case["height"], case["width"])
         yield case, rgb, expected
@@ -134,7 +134,7 @@ def self_check(protector) -> dict:
     """An OnnxProtector on its own export's fixture photos: per photo, compare()'s stats and
     whether they pass the rule. The server's readiness depends on it."""
     report = {}
-    for case, rgb, expected in fixture_photos(protector.generator.folder / "fixture"):
+    for case, rgb, expected in fixture_entries(protector.generator.folder / "fixture"):
         stats = compare(expected, protector.protected_float(rgb, case["eps_levels"], case.get("seed")))
         report[case["name"]] = {**stats, "passes": passes(stats)}
     return report

@@ -91,6 +91,13 @@ def test_js_working_size_is_pythons(server, page):
     assert [tuple(v) for v in js] == [pixels.working_size(h, w, **MANIFEST["pipeline"]["working_size"]) for h, w in sizes]
 
 
+def test_js_pixel_limit_is_pythons(server, page):
+    """The decoders' W*H limit, defined once in web/src/shared/pipeline.js for the protecting and
+    the verify worker, is ridtrain.pixels.MAX_PIXELS."""
+    page.goto(server + "/")
+    assert page.evaluate("async () => (await import('/rid.js')).MAX_PIXELS") == pixels.MAX_PIXELS
+
+
 def test_js_seed_code_is_pythons_bit_for_bit(server, page):
     """The browser's seed rule (web/src/shared/seed.js, crypto.subtle) against ridtrain.seeds:
     the same float32 bits for random seeds, at the manifest's code_dim, an odd one and at the

@@ -109,5 +109,5 @@ export function protectedName(name) {
   return `${dot > 0 ? name.slice(0, dot) : name}.png`;
 }
 
-export { workingSize } from '../shared/pipeline.js';
+export { MAX_PIXELS, workingSize } from '../shared/pipeline.js';
 export { seedCode } from '../shared/seed.js';
