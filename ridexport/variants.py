@@ -7,9 +7,10 @@
                      does, so export.py holds it to the fp32 parity rule against PyTorch instead
                      of the efficacy gate.
     model.fp16.onnx  every float tensor in fp16, inputs and outputs kept float32 (Cast at the edges)
-    model.int8.onnx  static QDQ: Conv weights int8 per channel, Conv inputs uint8 per tensor,
+    model.int8.onnx  static QDQ: Conv weights uint8 per channel, Conv inputs uint8 per tensor,
                      calibrated on real photos at the working size. Only Conv is quantised: all-op
-                     QDQ on the dynamo export gives a model onnxruntime refuses to load.
+                     QDQ on the dynamo export gives a model onnxruntime refuses to load. Both sides
+                     are uint8 so that every CPU computes the same numbers (INT8_PROMISE).
 
 Variants do not have to meet the fp32 parity rule; their parity against model.onnx is measured
 and reported. A variant ships only if its efficacy (`efficacy`) is within MAX_EFFICACY_DROP of
@@ -35,6 +36,18 @@ W16_SMALL = 16  # initializers this small are exporter constants, not weights
 WASM_ONLY = ("int8",)  # QuantizeLinear has no WebGPU kernel
 # Where each file may run in the browser. fp16 computes in fp16: WebGPU only with shader-f16.
 BACKENDS = {"fp32": ["webgpu", "wasm"], "w16": ["webgpu", "wasm"], "fp16": ["webgpu-f16", "wasm"], "int8": ["wasm"]}
+# Why uint8 weights: onnxruntime's x86 kernels for int8 weights (U8S8, S8S8) multiply with
+# VPMADDUBSW on AVX2 and on AVX-512 without VNNI, which saturates its 16-bit pair sums; with VNNI
+# they do not saturate. The same int8 file then gave 0.16 levels from model.onnx on an AVX-512 VNNI
+# EPYC and 1.6 levels on an AVX2 one. U8U8 sums in 32 bits on every x86-64 CPU (and in WASM), so
+# the integers are exact everywhere and the recorded parity holds on any machine.
+INT8_PROMISE = {
+    "activations": "uint8, per tensor",
+    "weights": "uint8, per output channel",
+    "same_on_every_cpu": True,
+    "promise": "the integer arithmetic is exact on every x86-64 CPU (AVX2, AVX-512, VNNI) and in WASM, so the "
+               "parity recorded against model.onnx holds on any machine up to float rounding, as for model.onnx itself",
+}
 
 
 def make_fp16(fp32_path: str | Path, out_path: str | Path) -> Path:
@@ -100,8 +113,9 @@ def _calibration_reader(images: list[np.ndarray], eps: float, code_dim: int = 0)
 
 
 def make_int8(fp32_path: str | Path, out_path: str | Path, calibration: list[np.ndarray], eps: float) -> Path:
-    """Conv-only static QDQ, per-channel weights, calibrated on (1,3,H,W) working-size images."""
-    from onnxruntime.quantization import QuantFormat, quantize_static
+    """Conv-only static QDQ, uint8 activations and per-channel uint8 weights (INT8_PROMISE),
+    calibrated on (1,3,H,W) working-size images."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not calibration:
@@ -114,7 +128,8 @@ def make_int8(fp32_path: str | Path, out_path: str | Path, calibration: list[np.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         reader = _calibration_reader(calibration, eps, graph.code_dim(fp32_path))
         quantize_static(str(prepared), str(out_path), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=True, op_types_to_quantize=["Conv"], use_external_data_format=False)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, per_channel=True,
+                        op_types_to_quantize=["Conv"], use_external_data_format=False)
     finally:
         prepared.unlink(missing_ok=True)
     return out_path
@@ -187,6 +202,8 @@ def add_variants(out: Path, manifest: dict, names: dict[str, str], cases: dict, 
         path = _make(precision, out / fp32_file, out / name, calibration, eps)
         check_variant(path, wasm_only=precision in WASM_ONLY)
         entry = manifest["files"][name] = file_entry(path, precision, backends=BACKENDS[precision])
+        if precision == "int8":
+            entry["quantization"] = INT8_PROMISE
         variant = OnnxGenerator.unverified(path, working, manifest["eps_levels"])
         entry["parity"] = {"against": fp32_file, "cases": check_parity(None, variant, cases, eps, reference=reference_out)}
         entry["efficacy"] = {**efficacy(variant, targets, eval_images, side, samples), "against": reference["value"]}

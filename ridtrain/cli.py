@@ -64,7 +64,7 @@ def serve(
 
     from ridexport.manifest import ManifestError, load_manifest
     from ridtrain.protect import onnx_folder
-    from server_fallback.app import web_not_built
+    from server_fallback.app import web_dist_problem
     from server_fallback.settings import Settings
 
     settings = Settings(model=model, jobs=jobs, queue=queue, cors_origins=cors_origin or [], rate_limit=rate_limit)
@@ -74,8 +74,9 @@ def serve(
         load_manifest(onnx_folder(model))
     except (ManifestError, OSError, ValueError) as err:
         _fail(f"cannot serve model {model!r}: {err}")
-    if not settings.web_dist.is_dir():
-        typer.echo(f"warning: {web_not_built(settings.web_dist)}; serving the API only", err=True)
+    problem = web_dist_problem(settings.web_dist)
+    if problem:
+        typer.echo(f"warning: {problem}; serving the API only", err=True)
     os.environ.update(settings.to_env())  # each worker process builds its app from these
     uvicorn.run("server_fallback.app:create_app", factory=True, host=host, port=port, workers=workers)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install the toolkit with its test and face-scoring extras; build the web app (web/dist); and, on a
-# Debian machine where we are root, install Debian's chromium for the browser tests. torch is
+# Debian machine where we are root, install Debian's chromium and qemu-user for the tests. torch is
 # installed first and pinned (constraints.txt) so that pip never resolves a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,10 +8,14 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet -c constraints.txt torch
 .venv/bin/pip install --quiet -c constraints.txt -e '.[test,faces]'
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
-if [ ! -x /usr/bin/chromium ]; then
+# Debian packages the tests use: chromium (the browser tests), qemu-user (int8 on a second CPU model).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/qemu-x86_64 ] || missing+=(qemu-user)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
   else
-    echo "note: the browser tests need Debian's chromium at /usr/bin/chromium (sudo apt-get install chromium)" >&2
+    echo "note: some tests need Debian's ${missing[*]} (sudo apt-get install ${missing[*]}); they are skipped without" >&2
   fi
 fi

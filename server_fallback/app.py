@@ -49,8 +49,21 @@ ERRORS = {
 }
 
 
-def web_not_built(web_dist: Path) -> str:
-    return f"web app not built ({web_dist} is missing): run `{BUILD_WEB}`"
+def web_dist_problem(web_dist: Path) -> str | None:
+    """Why the built web app cannot be served, or None. web/build.mjs writes build.json last,
+    listing every file of the build: a folder without it, or without one of its files, is what a
+    build that stopped part-way (or a copy cut short) leaves, and serving it gives a blank page."""
+    if not web_dist.is_dir():
+        return f"web app not built ({web_dist} is missing): run `{BUILD_WEB}`"
+    try:
+        files = json.loads((web_dist / "build.json").read_text()).get("files", ["index.html"])
+    except (OSError, ValueError, AttributeError):
+        return f"web app incomplete ({web_dist} has no readable build.json: a build stopped part-way): run `{BUILD_WEB}`"
+    missing = [f for f in files if not (web_dist / f).is_file()]
+    if missing:
+        return (f"web app incomplete ({web_dist} lacks {len(missing)} of the {len(files)} files its build.json lists, "
+                f"such as {missing[0]}): run `{BUILD_WEB}`")
+    return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -155,10 +168,11 @@ def _mount_files(app: FastAPI, settings: Settings) -> None:
     folder = onnx_folder(settings.model)
     name = json.loads((folder / "manifest.json").read_text())["name"]  # verified at start-up (lifespan)
     app.mount(f"/models/{name}", ModelFiles(directory=folder), name="models")
-    if settings.web_dist.is_dir():
+    problem = web_dist_problem(settings.web_dist)
+    if problem is None:
         app.mount("/", WebFiles(directory=settings.web_dist, html=True), name="web")
         return
 
     @app.get("/", include_in_schema=False)
     async def no_web_app():
-        return JSONResponse({"code": "web_not_built", "detail": web_not_built(settings.web_dist)}, status_code=503)
+        return JSONResponse({"code": "web_not_built", "detail": problem}, status_code=503)

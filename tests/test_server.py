@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,8 @@ def web_dist(tmp_path_factory):
     (dist / "assets" / "app-3F9A1C2B.js").write_text("export {};")
     (dist / "ort-wasm-simd-threaded.wasm").write_bytes(b"\x00asm\x01\x00\x00\x00")
     (dist / "ort-wasm-simd-threaded.mjs").write_text("export {};")
+    files = sorted(str(f.relative_to(dist)) for f in dist.rglob("*") if f.is_file())
+    (dist / "build.json").write_text(json.dumps({"files": files}))  # written last, as web/build.mjs does
     return dist
 
 
@@ -223,9 +227,6 @@ def test_rate_limit_answers_429(tmp_path):
 
 
 def test_a_failed_self_check_is_not_ready(tmp_path):
-    import json
-    import shutil
-
     from fastapi.testclient import TestClient
 
     from server_fallback.app import create_app
@@ -243,9 +244,31 @@ def test_a_failed_self_check_is_not_ready(tmp_path):
         assert client.post("/v1/protect", files={"file": ("a.png", encode(photo(), "PNG"))}).status_code == 503
 
 
-def test_rid_serve_without_a_web_build_says_so_in_one_line(tmp_path):
+def half_written(dist: Path) -> Path:
+    """What a web build that failed part-way used to leave: assets/ and nothing else."""
+    (dist / "assets").mkdir(parents=True)
+    (dist / "assets" / "ort.wasm.min.mjs").write_text("export {};")
+    return dist
+
+
+def test_a_web_build_missing_a_listed_file_is_incomplete(web_dist, tmp_path):
+    from server_fallback.app import web_dist_problem
+
+    assert web_dist_problem(web_dist) is None
+    copy = tmp_path / "dist"
+    shutil.copytree(web_dist, copy)
+    (copy / "assets" / "app-3F9A1C2B.js").unlink()
+    problem = web_dist_problem(copy)
+    assert "incomplete" in problem and "assets/app-3F9A1C2B.js" in problem and "npm run build" in problem
+    assert "no readable build.json" in web_dist_problem(half_written(tmp_path / "half"))
+
+
+@pytest.mark.parametrize("dist, says", [(lambda tmp: tmp / "missing", "web app not built"),
+                                        (lambda tmp: half_written(tmp / "half"), "web app incomplete")],
+                         ids=["missing", "half-written"])
+def test_rid_serve_without_a_web_build_says_so_in_one_line(tmp_path, dist, says):
     port = free_port()
-    cmd = [sys.executable, "-m", "ridtrain.cli", "serve", "--port", str(port), "--web-dist", str(tmp_path / "missing")]
+    cmd = [sys.executable, "-m", "ridtrain.cli", "serve", "--port", str(port), "--web-dist", str(dist(tmp_path))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc, "/healthz")
@@ -255,7 +278,7 @@ def test_rid_serve_without_a_web_build_says_so_in_one_line(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     first = err.splitlines()[0]
-    assert "web app not built" in first and "npm ci && npm run build" in first and "Traceback" not in err
+    assert says in first and "npm ci && npm run build" in first and "Traceback" not in err
 
 
 def test_rid_serve_refuses_a_missing_model_in_one_line(tmp_path):

@@ -4,16 +4,20 @@
 // The app's verify mode: the verify worker, Pyodide's files and the ridpixels wheel (built by
 // scripts/build_pixel_wheel.py with $PYTHON, else ../.venv/bin/python, else python3) under
 // assets/pyodide-<version>/, loaded only when the page is asked to verify.
+// Everything is written into a scratch folder beside dist/ that replaces dist/ only once the
+// build has succeeded: a failed build leaves the previous dist/ as it was. build.json, written
+// last, lists every file, so the server can tell a complete dist/ from a partial one.
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
 import * as esbuild from 'esbuild';
 
-const DIST = 'dist';
+const FINAL = 'dist';
+const DIST = mkdtempSync('dist.partial-'); // the same file system as dist/, so the rename below is one step
 const ORT = JSON.parse(readFileSync('node_modules/onnxruntime-web/package.json', 'utf8'));
 const ORT_DIR = `ort-${ORT.version}`;
 const ORT_FILES = ['ort.wasm.min.mjs', 'ort.webgpu.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm',
@@ -24,7 +28,8 @@ const PYODIDE_FILES = ['pyodide.mjs', 'pyodide.asm.mjs', 'pyodide.asm.wasm', 'py
 const PYTHON = process.env.PYTHON || (existsSync('../.venv/bin/python') ? '../.venv/bin/python' : 'python3');
 const common = { bundle: true, format: 'esm', target: 'es2022', minify: true, legalComments: 'linked', logLevel: 'warning' };
 
-rmSync(DIST, { recursive: true, force: true });
+process.on('exit', (code) => code && rmSync(DIST, { recursive: true, force: true }));
+
 mkdirSync(`${DIST}/assets/${ORT_DIR}`, { recursive: true });
 for (const file of ORT_FILES) cpSync(`node_modules/onnxruntime-web/dist/${file}`, `${DIST}/assets/${ORT_DIR}/${file}`);
 mkdirSync(`${DIST}/assets/${PYODIDE_DIR}`, { recursive: true });
@@ -32,7 +37,15 @@ for (const file of PYODIDE_FILES) cpSync(`node_modules/pyodide/${file}`, `${DIST
 
 // The wheel keeps its own name (Pyodide reads a wheel's name) in a folder named by its hash.
 const scratch = mkdtempSync(join(tmpdir(), 'rid-wheel-'));
-const built = execFileSync(PYTHON, ['../scripts/build_pixel_wheel.py', scratch], { encoding: 'utf8' }).trim().split('\n').pop();
+let built;
+try {
+  built = execFileSync(PYTHON, ['../scripts/build_pixel_wheel.py', scratch], { encoding: 'utf8' }).trim().split('\n').pop();
+} catch (err) {
+  rmSync(scratch, { recursive: true, force: true });
+  console.error(`build failed: the ridpixels wheel could not be built with ${PYTHON} (${err.message.split('\n')[0]}); `
+    + `${FINAL}/ is left as it was. Run ../scripts/setup.sh first, or set PYTHON to a Python with pip.`);
+  process.exit(1);
+}
 const wheelBytes = readFileSync(built);
 const wheelSha256 = createHash('sha256').update(wheelBytes).digest('hex');
 const wheelPath = `${PYODIDE_DIR}/ridpixels-${wheelSha256.slice(0, 12)}/${basename(built)}`;
@@ -65,8 +78,11 @@ await esbuild.build({
   outdir: DIST, define: { __RID_WORKER__: JSON.stringify(`./assets/${workerFile}`), __RID_VERIFY_BRIDGE__: JSON.stringify(`./assets/${bridgeFile}`) },
 });
 cpSync('public', DIST, { recursive: true });
+const files = readdirSync(DIST, { recursive: true }).filter((f) => statSync(join(DIST, f)).isFile()).sort();
 writeFileSync(`${DIST}/build.json`, JSON.stringify({ worker: workerFile, onnxruntime_web: ORT.version, ort_dir: `assets/${ORT_DIR}`,
   verify_worker: verifyFile, verify_bridge: bridgeFile, pyodide: PYODIDE.version, pyodide_dir: `assets/${PYODIDE_DIR}`, pyodide_files: PYODIDE_FILES,
-  ridpixels_wheel: `assets/${wheelPath}`, ridpixels_wheel_sha256: wheelSha256 }, null, 2) + '\n');
-console.log(`dist/ written: worker assets/${workerFile}, onnxruntime-web ${ORT.version}; verify mode assets/${verifyFile}, `
+  ridpixels_wheel: `assets/${wheelPath}`, ridpixels_wheel_sha256: wheelSha256, files }, null, 2) + '\n');
+rmSync(FINAL, { recursive: true, force: true });
+renameSync(DIST, FINAL);
+console.log(`${FINAL}/ written: worker assets/${workerFile}, onnxruntime-web ${ORT.version}; verify mode assets/${verifyFile}, `
   + `Pyodide ${PYODIDE.version}, ${basename(built)}`);
