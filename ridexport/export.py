@@ -160,4 +160,7 @@ def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:
         "efficacy": card.get("efficacy"),
         "license": LICENSE,
         "notes": card.get("summary", ""),
+        # The card's two plain sentences (what it protects against, what it does not), when it has them:
+        # the web app leads with them, and says the card does not say when they are missing.
+        **({"plain": card["plain"]} if card.get("plain") else {}),
     }

@@ -39,14 +39,19 @@ BACKENDS = {"fp32": ["webgpu", "wasm"], "w16": ["webgpu", "wasm"], "fp16": ["web
 # Why uint8 weights: onnxruntime's x86 kernels for int8 weights (U8S8, S8S8) multiply with
 # VPMADDUBSW on AVX2 and on AVX-512 without VNNI, which saturates its 16-bit pair sums; with VNNI
 # they do not saturate. The same int8 file then gave 0.16 levels from model.onnx on an AVX-512 VNNI
-# EPYC and 1.6 levels on an AVX2 one. U8U8 sums in 32 bits on every x86-64 CPU (and in WASM), so
-# the integers are exact everywhere and the recorded parity holds on any machine.
+# EPYC and 1.6 levels on an AVX2 one. U8U8 sums in 32 bits on every x86-64 CPU, so the integers
+# are exact everywhere and the recorded parity holds on any machine. onnxruntime-web's WASM rounds
+# differently in places: it stays within WASM_INT8_LEVELS of the x86 result, not always equal.
+WASM_INT8_LEVELS = 1
+WASM_INT8_MIN_IDENTICAL = 0.99
 INT8_PROMISE = {
     "activations": "uint8, per tensor",
     "weights": "uint8, per output channel",
     "same_on_every_cpu": True,
-    "promise": "the integer arithmetic is exact on every x86-64 CPU (AVX2, AVX-512, VNNI) and in WASM, so the "
-               "parity recorded against model.onnx holds on any machine up to float rounding, as for model.onnx itself",
+    "promise": "onnxruntime gives the same integers on every x86-64 CPU (AVX2, AVX-512, VNNI), so the parity recorded "
+               "against model.onnx holds on any such machine up to float rounding, as for model.onnx itself; in the "
+               f"browser (WASM) a protected photo stays within {WASM_INT8_LEVELS} level of that, at least "
+               f"{WASM_INT8_MIN_IDENTICAL:.0%} of its values equal",
 }
 
 

@@ -18,6 +18,14 @@ import yaml
 from ridtrain.generators import count_params, load_generator, round_weights_to_fp16
 
 NAME = "rid-s-proxy"
+# The web app leads with these two sentences (the manifest's `plain`): words for the person
+# protecting photos, with nothing this model has not shown.
+PLAIN = {
+    "protects": "This model adds a small, limited change to each photo, meant to spoil image generators that someone "
+                "trains on your photos (with DreamBooth or LoRA) to make new pictures of you.",
+    "limits": "It was trained and tested only against small test models made by this project, not against Stable "
+              "Diffusion, FLUX or any real image generator, so it gives no assurance against them.",
+}
 SUMMARY = (
     "rid-s (with learned 16-px tiles) made randomised: every protection draws a fresh secret seed whose code "
     "modulates the net, mixes tiles and scales them cell by cell with secret waves (so they do not repeat), so the "
@@ -88,6 +96,7 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
         "name": NAME,
         "summary": SUMMARY.format(stages=len(chain), steps=" + ".join(str(c["steps"]) for c in chain), side=cfg["side"],
                                   count=len(cfg["targets"]), vaes=len(vae_sources(cfg["targets"]))),
+        "plain": PLAIN,
         "stages": [{"steps": c["steps"], "targets": c["targets"], "arch_overrides": c.get("arch_overrides", {}),
                     "diversity_weight": c.get("diversity_weight", 0.0), "aug_subtract_prob": c.get("aug_subtract_prob", 0.0),
                     "aug_periodic_mean_prob": c.get("aug_periodic_mean_prob", 0.0), "aug_tile_fit_prob": c.get("aug_tile_fit_prob", 0.0)}

@@ -183,7 +183,9 @@ def test_local_mode_sends_no_photo_anywhere(server, page, tmp_path, corpus):
     hex32 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
     assert not [url for _, url, _ in requests if "seed" in url.lower() or hex32.search(url)]
     assert all(body is None or b'name="seed"' not in body for _, _, body in requests)
-    assert "Backend: wasm, 2 threads" in page.locator("#backend").inner_text()
+    line = page.locator("#backend")
+    assert (line.get_attribute("data-backend"), line.get_attribute("data-threads")) == ("wasm", "2")
+    assert "on this device (WASM, 2 threads); they do not leave it" in line.inner_text()
 
 
 def test_the_app_protects_a_batch_past_bad_files_and_zips_it(server, page, tmp_path):
@@ -193,9 +195,12 @@ def test_the_app_protects_a_batch_past_bad_files_and_zips_it(server, page, tmp_p
     rows = run_app(page, server + "/", files, tmp_path)
     text = [r.inner_text() for r in rows]
     assert "error: not a JPEG, PNG or WebP image" in text[0] and "error: truncated JPEG" in text[1], text
-    assert all("done:" in t and "on wasm" in t for t in text[2:]), text
+    assert all("done:" in t and "on this device (WASM)" in t for t in text[2:]), text
+    assert [r.get_attribute("data-backend") for r in rows[2:]] == ["wasm", "wasm"]
     note = page.locator("#model-note").inner_text()
-    assert MANIFEST["name"] in note and "NOT trained against Stable Diffusion" in note  # the honest model card
+    assert MANIFEST["plain"]["limits"] in note and "Stable Diffusion" in note  # the honest model card, in plain words
+    page.click("#model-details summary")
+    assert MANIFEST["name"] in page.locator("#model-card").inner_text()
     page.locator("rid-compare").scroll_into_view_if_needed()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-after-protecting.png"), full_page=True)
@@ -203,6 +208,63 @@ def test_the_app_protects_a_batch_past_bad_files_and_zips_it(server, page, tmp_p
         page.click("#download-all")
     names = zipfile.ZipFile(download.value.path()).namelist()
     assert sorted(names) == ["also good.png", "good.png"]
+
+
+# A repository path or file name on the page: letters on both sides of a slash (ridtrain/weights,
+# proxies/proxy-a; not 8/255), and the project's own folders and file types.
+PATH_LIKE = re.compile(r"(?<![\w.-])[A-Za-z_][\w.-]*/[A-Za-z_][\w.-]*")
+REPO_WORDS = re.compile(r"ridtrain|weights/|proxies/|configs/|scripts/|\.onnx\b|\.json\b")
+# Every line the loading line showed, in order (it is empty before and after).
+RECORD_LOADING = """window.loading = [];
+new MutationObserver(() => { const t = document.querySelector('#download')?.textContent;
+  if (t && window.loading.at(-1) !== t) window.loading.push(t); }).observe(document, { subtree: true, childList: true, characterData: true });"""
+
+
+def test_the_first_screen_speaks_plainly_and_loads_cleanly(server, page):
+    """What a person sees once the model is ready: the model card's two plain sentences, and no
+    repository path or file name (nor in the opened Details); the loading line said the whole
+    model's megabytes and is gone; nothing the page asked for (its icons too) failed, and the
+    console shows no error."""
+    console, failed = [], []
+    page.on("console", lambda m: m.type == "error" and console.append(m.text))
+    page.on("response", lambda r: r.status >= 400 and failed.append((r.status, r.url)))
+    page.add_init_script(RECORD_LOADING)
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
+    text = re.sub(r"https?://\S+", "", page.inner_text("body"))
+    assert not PATH_LIKE.findall(text) and not REPO_WORDS.findall(text), text
+    assert MANIFEST["plain"]["protects"] in text and MANIFEST["plain"]["limits"] in text
+    pieces = MANIFEST["pipeline"]["pieces"]
+    total = sum(MANIFEST["files"][f]["bytes"] for f in (MANIFEST["web_default_file"], pieces["shrink"]["file"], pieces["apply"]["file"]))
+    loading = page.evaluate("window.loading")
+    assert loading and all(t.startswith("Loading the protection model… ") for t in loading), loading
+    assert f"{total / 1e6:.1f} MB" in loading[-1] and page.locator("#download").inner_text() == "", loading
+    page.click("#model-details summary")
+    details = page.locator("#model-card").inner_text()
+    assert MANIFEST["name"] in details and "NOT trained against Stable Diffusion" in details
+    assert not REPO_WORDS.findall(details), details
+    icon = page.evaluate("document.querySelector('link[rel=icon]')?.href")
+    for url in [icon, server + "/favicon.ico"]:  # the page's icon, and the one other pages' browsers ask for
+        assert url and page.request.get(url).status == 200, url
+    page.wait_for_timeout(500)  # the browser asks for the icon after the load
+    assert not console and not failed and not page.errors, (console, failed, page.errors)
+
+
+def test_a_card_without_plain_sentences_is_said_so(server, page):
+    """A model whose manifest has no plain sentences (an export from elsewhere): the page says its
+    card does not say what it protects against, and claims nothing in their place."""
+    def without_plain(route):
+        listed = route.fetch().json()
+        for m in listed["models"]:
+            m["manifest"].pop("plain", None)
+        route.fulfill(json=listed)
+
+    page.route("**/v1/models", without_plain)
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
+    note = page.locator("#model-note").inner_text()
+    assert "does not say, in plain words, what it protects against" in note and "under Details" in note, note
+    assert MANIFEST["plain"]["protects"] not in note and MANIFEST["plain"]["limits"] not in note
 
 
 def test_a_tampered_model_is_refused_with_a_visible_error(server, page):

@@ -15,6 +15,7 @@ from ridexport.parity import ParityError, passes
 from ridexport.runtime import OnnxGenerator
 from ridtrain.cli import app
 from ridtrain.generators import load_generator
+from ridtrain.protect import onnx_folder
 from ridtrain.seeds import seed_code
 
 
@@ -117,6 +118,24 @@ def test_a_manifest_off_schema_is_refused(exported, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ManifestError, match="eps_levels"):
         load_manifest(copy)
+
+
+def test_the_cards_plain_sentences_go_into_the_manifest(fresh):
+    """The web app leads with the model card's two plain sentences: export copies them into the
+    manifest, and a card without them gives a manifest without them (never invented ones)."""
+    from ridexport.export import _manifest
+    from ridexport.manifest import validate
+    from ridtrain.bundled import model_card
+
+    plain = {"protects": "what it protects against", "limits": "what it does not"}
+    assert _manifest(fresh[1], fresh[0], 18, {}, 1, 1, {"summary": "s", "plain": plain})["plain"] == plain
+    assert "plain" not in _manifest(fresh[1], fresh[0], 18, {}, 1, 1, {"summary": "s"})
+    bundled = load_manifest(onnx_folder("default"))
+    assert bundled["plain"] == model_card("default")["plain"]  # the bundled manifest says what its card says
+    assert "Stable Diffusion" in bundled["plain"]["limits"] and "no assurance" in bundled["plain"]["limits"]
+    for bad in [{"protects": "only one"}, {**plain, "extra": "x"}, {"protects": "", "limits": "x"}]:
+        with pytest.raises(ManifestError, match="plain|protects|limits|extra|short|non-empty"):
+            validate({**bundled, "plain": bad})
 
 
 def test_failed_parity_refuses_to_finish(fresh, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import { createProtector, listModels, protectedName } from './protector.js';
 
 const $ = (selector) => document.querySelector(selector);
 const results = []; // { name, blob }
+let models = []; // listModels(): [{ name, manifest_url, manifest }]
 let protector = null;
 let starting = null; // the protector being started: photos chosen meanwhile wait for it
 let queue = Promise.resolve();
@@ -23,11 +24,53 @@ function say(selector, text, error = false) {
   el.classList.toggle('error', error);
 }
 
+/** Where photos are protected, in words; the backend's own name (WebGPU, WASM) stays in brackets. */
+function where(backend, threads = null) {
+  const how = threads ? `, ${threads} thread${threads > 1 ? 's' : ''}` : '';
+  return { webgpu: `on this device (WebGPU${how})`, wasm: `on this device (WASM${how})`, server: 'on the server' }[backend] ?? `on ${backend}`;
+}
+
+/** The models a card says it was trained against, by kind, named without their paths. */
+function targetsInWords(list = []) {
+  const kinds = new Map();
+  for (const t of list) {
+    const entry = typeof t === 'string' ? { path: t } : (t ?? {});
+    const name = entry.name ?? String(entry.path ?? '').split(/[\\/]/).filter(Boolean).pop();
+    const kind = entry.kind ?? 'of a kind the card does not state';
+    kinds.set(kind, [...(kinds.get(kind) ?? []), name ?? '?']);
+  }
+  return [...kinds].map(([kind, names]) => `${names.length} × ${kind}: ${names.join(', ')}`).join('; ');
+}
+
+/** The model note: the card's two plain sentences first (or that the card has none), the rest of
+ * the card under Details. Never a repository path: those mean nothing to the person here. */
 function describeModel(manifest) {
-  const against = (manifest.trained_against ?? []).map((t) => t.path ?? t.name ?? JSON.stringify(t)).join(', ') || 'not stated';
-  $('#model-note').textContent = `${manifest.name}: ${manifest.notes || 'no model card'} Trained against: ${against}.`;
+  const { plain } = manifest;
+  $('#model-protects').textContent = plain?.protects ?? `The card of this model (${manifest.name}) does not say, in plain words, what it protects against or what it does not.`;
+  $('#model-limits').textContent = plain?.limits ?? 'What the card does say is under Details.';
+  const rows = [
+    ['Model', `${manifest.name} ${manifest.version ?? ''}`.trim()],
+    ['About', manifest.notes || 'The card has no notes.'],
+    ['Trained against', targetsInWords(manifest.trained_against) || 'not stated'],
+    ['Training photos', manifest.training_data || 'not stated'],
+    ['Strength ε', `${manifest.eps_levels}/255 by default: no pixel value changes by more than ${manifest.eps_levels} levels of 255`],
+  ];
+  $('#model-card').replaceChildren(...rows.flatMap(([term, text]) => {
+    const dt = document.createElement('dt');
+    const dd = document.createElement('dd');
+    dt.textContent = term;
+    dd.textContent = text;
+    return [dt, dd];
+  }));
   const eps = $('#eps');
   eps.replaceChildren(...manifest.eps_levels_allowed.map((v) => new Option(`${v}/255`, v, false, v === manifest.eps_levels)));
+}
+
+/** One line while the model loads (all its files together, in MB); none once it is ready. */
+function showLoading(p) {
+  const mb = (bytes) => (bytes / 1e6).toFixed(1);
+  if (p.cached) return say('#download', `Loading the protection model… ${mb(p.modelTotal)} MB, kept on this device from an earlier visit`);
+  say('#download', `Loading the protection model… ${p.modelLoaded < p.modelTotal ? `${mb(p.modelLoaded)} of ` : ''}${mb(p.modelTotal)} MB`);
 }
 
 function start() {
@@ -39,22 +82,34 @@ async function startProtector() {
   protector?.close();
   protector = null;
   say('#backend', 'Starting…');
+  const backendLine = $('#backend');
+  delete backendLine.dataset.backend;
+  delete backendLine.dataset.threads;
   const manifestUrl = $('#model').value;
+  const listed = models.find((m) => m.manifest_url === manifestUrl);
+  if (listed) describeModel(listed.manifest); // the card before the model's files arrive
   try {
     protector = await createProtector({
       manifestUrl,
       backend: $('#backend-choice').value,
       serverUrl: location.origin,
       onProgress: (p) => {
-        if (p.stage === 'download') say('#download', p.cached ? `${p.file}: from cache` : `${p.file}: ${Math.round((100 * p.loaded) / (p.total || 1))} %`);
+        if (p.stage === 'download') showLoading(p);
         else document.querySelector(`[data-name="${CSS.escape(p.name)}"] progress`)?.setAttribute('value', p.fraction);
       },
     });
-    describeModel(protector.manifest);
-    const threads = protector.threads ? `, ${protector.threads} thread${protector.threads > 1 ? 's' : ''}` : '';
-    say('#backend', `Backend: ${protector.backend}${threads}${protector.log.length ? ` (after: ${protector.log.join('; ')})` : ''}`);
+    if (!listed) describeModel(protector.manifest);
+    const { backend, threads } = protector;
+    backendLine.dataset.backend = backend; // tests read these, not the words
+    if (threads) backendLine.dataset.threads = String(threads);
+    const leaves = backend === 'server' ? ': each photo is uploaded to it and protected there' : '; they do not leave it';
+    const after = protector.log.length ? ` (the other ways did not start: ${protector.log.join('; ')})` : '';
+    say('#backend', `Ready. Photos are protected ${where(backend, threads)}${leaves}.${after}`);
   } catch (err) {
-    say('#backend', `Cannot start: ${err.message}`, true);
+    const why = err.code === 'integrity' ? 'the model that arrived is not the one its card lists, so it was not used' : 'nothing that protects photos could start here';
+    say('#backend', `Cannot start: ${why} (${err.message})`, true);
+  } finally {
+    say('#download', ''); // ready or failed: the loading line has said what it had to
   }
 }
 
@@ -67,14 +122,14 @@ function setVerify(on) {
     return;
   }
   if (verifier) return;
-  say('#verify-status', 'Loading Pyodide and the Python pixel policy…');
+  say('#verify-status', 'Loading Python for the double-check (Pyodide, about 13 MB)…');
   const v = import(VERIFY_BRIDGE).then((bridge) => ({ bridge, worker: bridge.startVerifier() }));
   verifier = v;
   v.then(({ worker }) => worker.ready).then((info) => {
     if (verifier !== v) return;
-    say('#verify-status', `Verifying with ridpixels ${info.ridpixels} on Python ${info.python.split(' ')[0]} (Pyodide ${info.pyodide}), ready in ${Math.round(info.ready_ms)} ms`);
+    say('#verify-status', `Double-checking each photo with Python ${info.python.split(' ')[0]} (Pyodide ${info.pyodide}, ridpixels ${info.ridpixels}), ready in ${Math.round(info.ready_ms)} ms`);
     document.body.dataset.verifyReady = 'yes';
-  }, (err) => verifier === v && say('#verify-status', `Cannot verify: ${err.message}`, true));
+  }, (err) => verifier === v && say('#verify-status', `Cannot double-check: ${err.message}`, true));
 }
 
 /** One protected photo checked by Python; the verdict goes in its row and in window.ridVerify. */
@@ -82,7 +137,7 @@ async function verifyOne(v, file, result, manifest, row) {
   row.dataset.verify = 'pending';
   const line = document.createElement('div');
   line.className = 'verify';
-  line.textContent = 'verifying with Python…';
+  line.textContent = 'double-checking with Python…';
   row.append(line);
   try {
     const { bridge, worker } = await v;
@@ -93,10 +148,17 @@ async function verifyOne(v, file, result, manifest, row) {
     row.dataset.verify = verdict.ok ? 'ok' : 'differs';
   } catch (err) {
     verdicts.push({ name: file.name, ok: false, error: err.message, checks: [] });
-    line.textContent = `cannot verify: ${err.message}`;
+    line.textContent = `cannot double-check: ${err.message}`;
     line.classList.add('error');
     row.dataset.verify = 'error';
   }
+}
+
+/** The before/after view, shown from the first protected photo on. */
+function compare(original, protectedBlob, eps) {
+  const view = $('rid-compare');
+  view.hidden = false;
+  return view.show(original, protectedBlob, eps);
 }
 
 function addRow(file) {
@@ -118,8 +180,9 @@ async function protectOne(file, row) {
     const name = protectedName(file.name);
     results.push({ name, blob: result.blob });
     row.querySelector('progress').value = 1;
-    status.textContent = `done: ${result.width}×${result.height}, ${Math.round(result.ms)} ms on ${result.backend}`;
+    status.textContent = `done: ${result.width}×${result.height} pixels, ${Math.round(result.ms)} ms ${where(result.backend)}`;
     row.classList.add('done');
+    row.dataset.backend = result.backend;
     row.dataset.doneAt = String(performance.now()); // ms since navigation: the cold-start benchmark reads it
     const link = document.createElement('a');
     link.href = URL.createObjectURL(result.blob);
@@ -128,11 +191,11 @@ async function protectOne(file, row) {
     const show = document.createElement('button');
     show.type = 'button';
     show.textContent = 'Compare';
-    show.addEventListener('click', () => $('rid-compare').show(file, result.blob, result.eps));
+    show.addEventListener('click', () => compare(file, result.blob, result.eps));
     row.querySelector('.actions').append(link, ' ', show);
     $('#download-all').disabled = false;
-    if (results.length === 1) $('rid-compare').show(file, result.blob, result.eps);
-    say('#last', `Last photo: ${Math.round(result.ms)} ms on ${result.backend}`);
+    if (results.length === 1) compare(file, result.blob, result.eps);
+    say('#last', `Last photo: ${Math.round(result.ms)} ms ${where(result.backend)}`);
     if (v) verifyOne(v, file, result, manifest, row); // beside the next photo's protection, in its own worker
   } catch (err) {
     row.classList.add('failed');
@@ -148,7 +211,7 @@ function enqueue(files) {
       await starting;
       if (protector) return protectOne(file, row);
       row.classList.add('failed');
-      row.querySelector('.status').textContent = 'error: no backend could start (see above)';
+      row.querySelector('.status').textContent = 'error: the protection could not start (see above)';
     });
   }
   return queue;
@@ -168,7 +231,7 @@ async function downloadAll() {
 }
 
 async function showModels() {
-  const models = await listModels();
+  models = await listModels();
   $('#model').replaceChildren(...models.map((m) => new Option(`${m.name} (ε ${m.manifest.eps_levels}/255)`, m.manifest_url)));
 }
 

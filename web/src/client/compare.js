@@ -21,7 +21,7 @@ export class RidCompare extends HTMLElement {
     root.innerHTML = `
       <div class="stage"><canvas class="before"></canvas><canvas class="top after"></canvas><canvas class="top amp" hidden></canvas></div>
       <label>Before / after <input class="slider" type="range" min="0" max="100" value="50" aria-label="Before and after split"></label>
-      <label><input class="mode" type="checkbox"> Show the perturbation, amplified</label>`;
+      <label><input class="mode" type="checkbox"> Show the change, amplified</label>`;
     [this.#before, this.#after, this.#amp] = ['.before', '.after', '.amp'].map((s) => root.querySelector(s));
     this.#slider = root.querySelector('.slider');
     this.#mode = root.querySelector('.mode');

@@ -7,8 +7,11 @@
  *             name: string, threads: number|null, floats?: Float32Array, input?: Uint8Array,
  *             plan?: { working: [number, number], tile: number, origins: [number, number][] } }} Protected
  *   plan (local backends): the working size and tile origins the pipeline used.
- * @typedef {{ stage: 'download', file: string, loaded: number, total: number, cached: boolean }
+ * @typedef {{ stage: 'download', file: string, loaded: number, total: number, cached: boolean,
+ *             modelLoaded: number, modelTotal: number }
  *          | { stage: 'photo', name: string, fraction: number }} Progress
+ *   download: loaded of total bytes of one file, and modelLoaded of modelTotal bytes over all the
+ *   files the backend loads (cached: this file came from the cache, by its sha256).
  * @typedef {{ eps?: number, name?: string, float?: boolean, input?: boolean, seed?: string|Uint8Array }} ProtectOptions
  *   eps: the bound in 8-bit levels (default the model's); float: also return the protected photo
  *   before rounding (float32 (1,3,H,W)); input: also return the decoded RGBA (H*W*4) that was

@@ -42,7 +42,7 @@ class RidProtect extends HTMLElement {
       manifestUrl,
       serverUrl: this.getAttribute('server'),
       backend: this.getAttribute('backend') ?? 'auto',
-      onProgress: (p) => this.#say(p.stage === 'download' ? `RID: loading model ${Math.round((100 * p.loaded) / (p.total || 1))} %` : `RID: protecting ${p.name} ${Math.round(100 * p.fraction)} %`),
+      onProgress: (p) => this.#say(p.stage === 'download' ? `RID: loading the protection model ${Math.round((100 * p.modelLoaded) / (p.modelTotal || 1))} %` : `RID: protecting ${p.name} ${Math.round(100 * p.fraction)} %`),
     });
   }
 

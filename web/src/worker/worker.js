@@ -28,9 +28,13 @@ async function localRunner(backend, manifest, manifestUrl) {
   const files = { generator: manifest.web_default_file, shrink: pieces.shrink.file, apply: pieces.apply.file };
   const options = { executionProviders: [backend], graphOptimizationLevel: 'all' };
   const sessions = {};
+  // Progress per file, and over all the files this backend loads (modelLoaded of modelTotal bytes).
+  const modelTotal = Object.values(files).reduce((sum, file) => sum + manifest.files[file].bytes, 0);
+  let before = 0;
   for (const [role, file] of Object.entries(files)) {
     const bytes = await loadVerified(manifestUrl, manifest, file, (loaded, total, cached) =>
-      self.postMessage({ type: 'download', file, loaded, total, cached: !!cached }));
+      self.postMessage({ type: 'download', file, loaded, total, cached: !!cached, modelLoaded: before + loaded, modelTotal }));
+    before += bytes.length;
     sessions[role] = await ort.InferenceSession.create(bytes, options);
   }
   const spec = seedSpec(manifest);
