@@ -14,7 +14,7 @@ eval`, common random numbers): the Adv-SDS objective and the denoising MSE of ea
 = protected minus clean. Transfer is reported per held-out proxy: they need not share the
 training proxies' VAE.
 
-Purifications (ridtrain/purify.py) are applied to clean and protected photos alike, the
+Purifications (ridtrain/attacker/purify.py) are applied to clean and protected photos alike, the
 subtracting ones included (an attacker purifies every photo he collects): JPEG 95/85/75, 0.5x
 resize and back, Gaussian blur sigma 1, and the five that subtract an estimate of delta:
 - subtract-public-model: the model's shipped ONNX export when it has one, run with the attacker's
@@ -47,15 +47,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ridexport.backends import load_backend, onnx_folder, public_protector
 from ridtrain import pixels
-from ridtrain.attacks import run_attack
+from ridtrain.attacker.attacks import run_attack
+from ridtrain.attacker.evaluate import check_disjoint, evaluate, mean_delta_pairs
+from ridtrain.attacker.purify import (CODE_SEARCH_STARTS, CODE_SEARCH_STEPS, MEAN_DELTA_PHOTOS, PURIFICATIONS, PurifyContext,
+                                      mean_working_delta, public_tiles, purify)
 from ridtrain.bundled import resolve_model_path
 from ridtrain.data import find_images
-from ridtrain.evaluate import check_disjoint, evaluate, mean_delta_pairs
-from ridtrain.protect import load_backend, onnx_folder, protect_array
-from ridtrain.purify import (CODE_SEARCH_STARTS, CODE_SEARCH_STEPS, MEAN_DELTA_PHOTOS, PURIFICATIONS, PurifyContext, mean_working_delta, public_protector, public_tiles,
-                             purify)
-from ridtrain.targets import load_target
+from ridtrain.defender.protect import protect_array
+from ridtrain.diffusion.targets import load_target
 
 TRANSFORMS = ("none", *PURIFICATIONS)
 MEASURES = ("denoise_mse", "adv_sds")
@@ -368,7 +369,7 @@ def print_kept(kept: dict, over_clean: dict, notes: dict) -> None:
     against the unpurified clean photos, then "RID / reference" kept % for each group."""
     groups = [g for g in next(iter(next(iter(kept.values())).values())) if g != "all"]
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
-    print(f"\nefficacy kept after each purification, % of the unpurified efficacy (denoise_mse; ratio of the targets' means)")
+    print("\nefficacy kept after each purification, % of the unpurified efficacy (denoise_mse; ratio of the targets' means)")
     print(f"{'purification':22}{'RID kept %':>12}{REFERENCE + ' kept %':>18}{'over clean: RID / ' + REFERENCE:>30}" + "".join(f"{g:>28}" for g in groups))
     for tname, methods in kept.items():
         mark = "*" if tname == "subtract-mean-delta" else ""

@@ -20,12 +20,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from efficacy_report import cached_evaluate, content_key, protect_rid, write_set
+
 from ridtrain import pixels
-from ridtrain.attacks import run_attack
+from ridtrain.attacker.attacks import run_attack
 from ridtrain.data import find_images
-from ridtrain.targets import load_target
+from ridtrain.diffusion.targets import load_target
 
 
 def main() -> None:

@@ -26,9 +26,9 @@ import torch
 
 from ridexport import graph
 from ridexport.variants import make_fp16, make_int8, make_w16
+from ridtrain.defender.generators import build_generator, count_flops, count_params
+from ridtrain.defender.seeds import code_for
 from timing import cpu_name, median_seconds  # bench/ is on sys.path when run as a script
-from ridtrain.generators import build_generator, count_flops, count_params
-from ridtrain.seeds import code_for
 
 SIZE = 512
 THREADS = (1, 2)

@@ -63,9 +63,10 @@ def default_subject(folder: Path, shots: int, seed: int) -> list[Path]:
 
 def protect_sets(clean: Path, work: Path, args) -> dict[str, Path]:
     """method -> folder of the subject photos as that method leaves them (as PNG, subfolders kept)."""
-    from ridtrain.attacks import run_attack
-    from ridtrain.protect import load_backend, protect_array
-    from ridtrain.targets import load_targets
+    from ridexport.backends import load_backend
+    from ridtrain.attacker.attacks import run_attack
+    from ridtrain.defender.protect import protect_array
+    from ridtrain.diffusion.targets import load_targets
 
     sets, eps = {"clean": clean}, args.eps / 255
     photos = find_images(clean)
@@ -100,9 +101,9 @@ def protect_sets(clean: Path, work: Path, args) -> dict[str, Path]:
 def denoise_mse_on_subject(cfg, out: Path, clean: torch.Tensor, draws: int = 8) -> float:
     """The personalized UNet's noise-prediction MSE on the clean subject photos, with the instance
     prompt and common random numbers across runs."""
-    from ridtrain.personalize import embed_prompts, personalized_pipeline
-    from ridtrain.sds import denoise_loss
-    from ridtrain.targets import DiffusionTarget
+    from ridtrain.attacker.personalize import embed_prompts, personalized_pipeline
+    from ridtrain.diffusion.sds import denoise_loss
+    from ridtrain.diffusion.targets import DiffusionTarget
 
     pipe = personalized_pipeline(cfg, out)
     context = embed_prompts(pipe.tokenizer, pipe.text_encoder, [cfg.instance_prompt])
@@ -176,9 +177,9 @@ def main() -> None:
     if unknown or ({"AdvDM", "ASPL-lite"} & set(args.methods) and not args.target):
         ap.error(f"unknown methods {unknown}" if unknown else "AdvDM and ASPL-lite need -t targets")
 
-    from ridtrain.personalize import PersonalizeConfig, personalize, subject_images
-    from ridtrain.proxy import image_grid
-    from ridtrain.score import plot_scores, score_folder
+    from ridtrain.attacker.personalize import PersonalizeConfig, personalize, subject_images
+    from ridtrain.attacker.score import plot_scores, score_folder
+    from ridtrain.diffusion.proxy import image_grid
 
     started = time.perf_counter()
     check_work_folder(args.work, args)

@@ -19,9 +19,10 @@ import skimage
 import torch
 from PIL import Image
 
+from rid.protect import Job, protect_file
+from ridexport.backends import load_backend
+from ridtrain.defender.generators import build_generator, count_flops, count_params
 from timing import cpu_name, median_seconds  # bench/ is on sys.path when run as a script
-from ridtrain.generators import build_generator, count_flops, count_params
-from ridtrain.protect import Job, load_backend, protect_file
 
 
 def main() -> None:

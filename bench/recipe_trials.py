@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from ridtrain.evaluate import evaluate
-from ridtrain.generators import load_generator
-from ridtrain.targets import load_target
+from ridtrain.attacker.evaluate import evaluate
+from ridtrain.defender.generators import load_generator
+from ridtrain.diffusion.targets import load_target
 
 
 def gain(report: dict) -> float:
@@ -86,7 +86,7 @@ def main() -> None:
     for trial in args.trial or ():
         name, _, overrides = trial.partition("=")
         output = args.work / name
-        command = [sys.executable, "-m", "ridtrain.cli", "train", "--config", args.config, *overrides.split(),
+        command = [sys.executable, "-m", "rid.cli", "train", "--config", args.config, *overrides.split(),
                    f"steps={args.steps}", f"checkpoint_every={args.every}", f"output={output}", "keep_checkpoints=1000"]
         subprocess.run(command + (["--resume"] if any(output.glob("checkpoint-*")) else []), check=True)
         for checkpoint in sorted(output.glob("checkpoint-*")):

@@ -4,7 +4,7 @@
 
 For each generator, on the held-out photos against one proxy (denoising MSE, `rid eval`'s path
 and draws, fewer of them): the efficacy (protected minus clean), and for each purification asked
-for (ridtrain/purify.py; by default the five that subtract an estimate of delta) the share of it
+for (ridtrain/attacker/purify.py; by default the five that subtract an estimate of delta) the share of it
 kept (purified protected less purified clean, as the report has it; and, in brackets, purified
 protected less the clean photo as it is: what the attacker's training sees against the photos he
 wanted), with the mean cosine between the full-size deltas of two protections of one photo (1 for a
@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ridtrain import pixels
+from ridtrain.attacker.evaluate import check_disjoint, mean_delta_pairs, target_losses
+from ridtrain.attacker.purify import MEAN_DELTA_PHOTOS, PurifyContext, check_names, mean_working_delta, public_tiles, purify
 from ridtrain.data import DATA_MULTIPLE, find_images
-from ridtrain.evaluate import check_disjoint, mean_delta_pairs, target_losses
-from ridtrain.generators import load_generator
-from ridtrain.protect import TorchProtector
-from ridtrain.purify import MEAN_DELTA_PHOTOS, PurifyContext, check_names, mean_working_delta, public_tiles, purify
-from ridtrain.targets import load_target
+from ridtrain.defender.generators import load_generator
+from ridtrain.defender.protect import TorchProtector
+from ridtrain.diffusion.targets import load_target
 
 SUBTRACTING = ("subtract-public-model", "subtract-periodic-mean", "subtract-tile-fit", "subtract-code-search", "subtract-mean-delta")
 
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("models", nargs="+", help="saved generators (folders) or bundled names")
     ap.add_argument("-t", "--target", default="ridtrain/weights/proxies/proxy-a")
     ap.add_argument("--images", type=Path, default=Path("runs/corpus/heldout"))
-    ap.add_argument("--purify", default=",".join(SUBTRACTING), help="comma-separated purifications (ridtrain/purify.py)")
+    ap.add_argument("--purify", default=",".join(SUBTRACTING), help="comma-separated purifications (ridtrain/attacker/purify.py)")
     ap.add_argument("--mean-delta-images", type=Path, default=Path("runs/corpus/train"))
     ap.add_argument("--side", type=int, default=128, help="the attacker's working side")
     ap.add_argument("--samples", type=int, default=4)

@@ -1,1 +1,2 @@
-"""ONNX export of RID generators (manifest, parity, web variants). Built in the "Export" issue."""
+"""ONNX export of RID generators (manifest, parity, web variants) and the runtimes that run an
+export (onnxruntime, Chromium). It may import ridtrain and ridpixels, never server_fallback or rid."""

@@ -22,7 +22,7 @@ from ridexport import graph, tiles
 from ridexport.manifest import FORMAT, file_entry, write_manifest
 from ridexport.parity import check_parity, check_pipeline_parity, parity_inputs, pipeline_inputs, require, write_fixture
 from ridexport.runtime import OnnxGenerator, OnnxProtector
-from ridtrain.seeds import DOMAIN, RULE, SEED_BYTES
+from ridtrain.defender.seeds import DOMAIN, RULE, SEED_BYTES
 
 PRECISIONS = ("fp32", "w16", "fp16", "int8")
 FILES = {"fp32": "model.onnx", "w16": "model.w16.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
@@ -35,7 +35,7 @@ def export(checkpoint: str, out: str | Path, precisions=None, opset: int = 18, p
     plus w16 when it is lossless. fp16/int8 variants (and w16 when the weights are not exactly
     fp16) need `targets` (paths or loaded) and `eval_images` (file or folder) for their efficacy gate."""
     from ridtrain.bundled import model_card
-    from ridtrain.generators import count_flops, count_params, load_generator, weights_fp16_exact
+    from ridtrain.defender.generators import count_flops, count_params, load_generator, weights_fp16_exact
 
     auto = precisions is None
     precisions = ("fp32", "w16") if auto else tuple(precisions)
@@ -112,7 +112,7 @@ def _add_variants(out, manifest, variants, cases, working, photos, targets, eval
 
 
 def _manifest(gen, checkpoint, opset, files, params, flops, card) -> dict:
-    from ridtrain.generators import ALLOWED_EPS
+    from ridtrain.defender.generators import ALLOWED_EPS
 
     eps = gen.config.eps
     image = {"name": "image", "dtype": "float32", "shape": ["N", 3, "H", "W"], "layout": "NCHW RGB", "range": [0, 1]}

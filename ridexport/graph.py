@@ -3,7 +3,7 @@
 Graph contract (working size; the pixel pipeline around it is ridtrain.pixels):
     inputs   image    float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of the stride (dynamic)
              eps      float32 (1,) the bound on the [0, 1] scale, e.g. 8/255
-             code     float32 (N, code_dim) a randomised generator's code (ridtrain/seeds.py); absent
+             code     float32 (N, code_dim) a randomised generator's code (ridtrain/defender/seeds.py); absent
                       when code_dim is 0
     outputs  protected float32 (N, 3, H, W) = clamp(image + delta, 0, 1)
              delta     float32 (N, 3, H, W), |delta| <= eps

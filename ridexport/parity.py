@@ -17,7 +17,7 @@ import torch
 
 import ridpixels
 from ridtrain import pixels
-from ridtrain.seeds import seed_code
+from ridtrain.defender.seeds import seed_code
 
 FLOAT_TOL = 1e-4
 MIN_IDENTICAL = 0.999
@@ -96,7 +96,7 @@ def pipeline_inputs(photos: list[Path] = (), seed: int = 1) -> dict[str, np.ndar
 
 def check_pipeline_parity(gen, protector, cases: dict[str, np.ndarray]) -> dict:
     """Per photo stats of an OnnxProtector's float output against the PyTorch pipeline's."""
-    from ridtrain.protect import protected_float
+    from ridtrain.defender.protect import protected_float
 
     return {name: compare(protected_float(gen, rgb, seed=case_seed(name)).numpy(), protector.protected_float(rgb, seed=case_seed(name)))
             for name, rgb in cases.items()}
@@ -170,7 +170,7 @@ def write_fixture(folder: Path, gen, stride: int, eps_levels: int, seed: int = 0
     """fixture/: 8-bit input PNGs and PyTorch outputs as raw little-endian float32 (N,3,H,W) and
     as 8-bit PNGs; parity.json indexes them. "cases" are for the generator graph alone (inputs at
     a working size); "photos" for the whole tiled pipeline (any size; manifest pipeline.pieces)."""
-    from ridtrain.protect import protected_float
+    from ridtrain.defender.protect import protected_float
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ import torch
 
 import ridpixels
 from ridexport.manifest import load_manifest
-from ridtrain.seeds import code_for
+from ridtrain.defender.seeds import code_for
 
 
 def _session(path: Path, threads: int | None):
@@ -114,7 +114,7 @@ class OnnxProtector:
         return eps
 
     def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
-        """uint8 (H,W,3) -> protected uint8 (H,W,3), tile by tile. seed: as ridtrain.protect's
+        """uint8 (H,W,3) -> protected uint8 (H,W,3), tile by tile. seed: as ridtrain.defender.protect's
         (None: a fresh one, real use)."""
         out = np.empty_like(rgb)
         for (r, c), protected in self.protected_tiles(rgb, eps_levels, seed):

@@ -3,7 +3,7 @@
     model.w16.onnx   fp32 graph whose weights are STORED as fp16 (Cast to float32 at load, which
                      onnxruntime folds away): half the download, fp32 speed, and no shader-f16
                      needed on WebGPU. When every weight is exactly representable in fp16 (see
-                     ridtrain.generators.round_weights_to_fp16) it computes exactly what model.onnx
+                     ridtrain.defender.generators.round_weights_to_fp16) it computes exactly what model.onnx
                      does, so export.py holds it to the fp32 parity rule against PyTorch instead
                      of the efficacy gate.
     model.fp16.onnx  every float tensor in fp16, inputs and outputs kept float32 (Cast at the edges)
@@ -27,7 +27,7 @@ import numpy as np
 from ridexport import graph
 from ridexport.manifest import file_entry
 from ridexport.parity import check_parity
-from ridtrain.seeds import code_for
+from ridtrain.defender.seeds import code_for
 
 MAX_EFFICACY_DROP = 0.05  # the issue: do not ship a variant whose efficacy drops by more than 5 %
 CALIBRATION_IMAGES = 8
@@ -165,7 +165,7 @@ def calibration_images(paths: list[Path], working: dict, limit: int = CALIBRATIO
 def efficacy(gen_like, targets, images, side: int = 256, samples: int = 1) -> dict:
     """`rid eval`'s disruption of each target: protected minus clean denoising MSE (common random
     numbers), and its mean over targets ("value"). Larger is a stronger protection."""
-    from ridtrain.evaluate import evaluate
+    from ridtrain.attacker.evaluate import evaluate
 
     if not targets:
         raise ValueError("efficacy needs at least one target (diffusers checkpoint)")
@@ -186,7 +186,7 @@ def gate(variant: dict, reference: dict, max_drop: float = MAX_EFFICACY_DROP) ->
 
 def load_targets(targets) -> list:
     """Paths (or hub ids) become loaded targets; loaded targets pass through."""
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.targets import load_target
 
     return [t if hasattr(t, "alphas_cumprod") else load_target(t) for t in targets]
 

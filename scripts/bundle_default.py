@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ridtrain.generators import count_params, load_generator, round_weights_to_fp16
+from ridtrain.defender.generators import count_params, load_generator, round_weights_to_fp16
 
 NAME = "rid-s-proxy"
 # The web app leads with these two sentences (the manifest's `plain`): words for the person
@@ -41,7 +41,7 @@ SUMMARY = (
 
 
 def proxy_entry(path: str) -> dict:
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.targets import load_target
 
     target = load_target(path)
     cfg = yaml.safe_load((Path(path) / "proxy_config.yaml").read_text())
@@ -108,7 +108,7 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
         "data": "18 sample photos shipped by scikit-image and matplotlib (rid data build-corpus, train split); "
                 "the 3 held-out photos were never seen by the proxies or the generator",
         "real_models_trained_against": [],
-        "train_against_real_sd": "accelerate launch -m ridtrain.cli train --config configs/sd-ensemble.yaml",
+        "train_against_real_sd": "accelerate launch -m rid.cli train --config configs/sd-ensemble.yaml",
         "reproduce": "scripts/build_default.sh",
         "weights": "rounded to the nearest fp16 values (kept as float32): the fp16-stored web file is lossless",
         "efficacy": json.loads(Path(efficacy).read_text())["headline"] if efficacy else "not measured yet (bench/efficacy_report.py)",

@@ -25,7 +25,7 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
 from starlette.formparsers import MultiPartParser
 
-from ridtrain.seeds import parse_seed
+from ridtrain.defender.seeds import parse_seed
 from server_fallback import errors
 from server_fallback.limits import BodyLimit, JobGate
 from server_fallback.settings import BUILD_WEB, Settings
@@ -76,8 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from ridexport.backends import load_backend
         from ridexport.parity import self_check
-        from ridtrain.protect import load_backend
 
         protector = load_backend(settings.model, "onnx", threads=settings.onnx_threads())
         app.state.protector = protector
@@ -163,7 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _mount_files(app: FastAPI, settings: Settings) -> None:
     """/models/NAME/ (the export folder) and / (the web app, or one line on how to build it)."""
-    from ridtrain.protect import onnx_folder
+    from ridexport.backends import onnx_folder
 
     folder = onnx_folder(settings.model)
     name = json.loads((folder / "manifest.json").read_text())["name"]  # verified at start-up (lifespan)

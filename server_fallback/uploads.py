@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from ridtrain.defender.protect import protect_bytes
 from ridtrain.pixels import ImageError
-from ridtrain.protect import protect_bytes
 from server_fallback.errors import ApiError
 
 # Magic bytes, never the file name or the Content-Type.

@@ -29,7 +29,7 @@ def crops(corpus):
 @pytest.fixture(scope="session")
 def ldm_paths(tmp_path_factory):
     """Two tiny latent diffusion checkpoints in the SD folder layout (random weights)."""
-    from ridtrain.tiny import build_tiny_ldm
+    from ridtrain.diffusion.tiny import build_tiny_ldm
 
     root = tmp_path_factory.mktemp("ldm")
     return [build_tiny_ldm(root / f"ldm-{s}", seed=s, width=16) for s in (0, 1)]
@@ -39,7 +39,7 @@ def ldm_paths(tmp_path_factory):
 def pixel_path(tmp_path_factory, crops):
     """A tiny pixel-space target whose UNet was fitted to the corpus for a few steps, so that it
     has a data manifold that attacks can push away from."""
-    from ridtrain.tiny import build_tiny_pixel, fit_unet
+    from ridtrain.diffusion.tiny import build_tiny_pixel, fit_unet
 
     path = build_tiny_pixel(tmp_path_factory.mktemp("pixel") / "pixel-0", width=16)
     return fit_unet(path, crops, steps=60)
@@ -47,14 +47,14 @@ def pixel_path(tmp_path_factory, crops):
 
 @pytest.fixture(scope="session")
 def ldms(ldm_paths):
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.targets import load_target
 
     return [load_target(p) for p in ldm_paths]
 
 
 @pytest.fixture(scope="session")
 def pixel_target(pixel_path):
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.targets import load_target
 
     return load_target(pixel_path)
 
@@ -63,7 +63,7 @@ def pixel_target(pixel_path):
 def perturbed_generator(tmp_path_factory):
     """Factory: save a fresh rid-s (optionally shrunk or given a tile by overrides) whose
     zero-initialised head and tile are perturbed, so that delta is not 0; returns its folder."""
-    from ridtrain.generators import PATTERN_GAIN, build_generator, round_weights_to_fp16
+    from ridtrain.defender.generators import PATTERN_GAIN, build_generator, round_weights_to_fp16
 
     def make(weight_std: float, bias_std: float = 0.0, fp16_exact: bool = False, **overrides):
         torch.manual_seed(0)

@@ -3,8 +3,8 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from ridtrain.attacks import advdm, aspl_lite, parse_shard, run_attack
-from ridtrain.evaluate import target_losses
+from ridtrain.attacker.attacks import advdm, aspl_lite, parse_shard, run_attack
+from ridtrain.attacker.evaluate import target_losses
 
 EPS = 8 / 255
 
@@ -55,7 +55,7 @@ def test_run_attack_is_sharded_and_resumable(pixel_target, corpus, tmp_path):
 def test_rid_attack_cli(pixel_path, corpus, tmp_path):
     from typer.testing import CliRunner
 
-    from ridtrain.cli import app
+    from rid.cli import app
 
     args = ["attack", str(corpus / "heldout" / "rocket.jpg"), "-o", str(tmp_path), "-t", str(pixel_path), "--side", "32", "--steps", "1"]
     result = CliRunner().invoke(app, args + ["--method", "aspl", "--rounds", "1"])

@@ -18,10 +18,11 @@ from PIL import Image
 from bad_inputs import encode, photo, with_orientation
 from browser_env import DIST, REPO, require_browser, run_app
 from ridexport import browser as rid_browser
+from ridexport.backends import load_backend, onnx_folder
 from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL
 from ridtrain import pixels
-from ridtrain.protect import load_backend, onnx_folder, protected_float
-from ridtrain.seeds import DOMAIN, seed_code
+from ridtrain.defender.protect import protected_float
+from ridtrain.defender.seeds import DOMAIN, seed_code
 
 playwright = pytest.importorskip("playwright.sync_api")
 ARTIFACTS = REPO / "test-artifacts"
@@ -99,7 +100,7 @@ def test_js_pixel_limit_is_pythons(server, page):
 
 
 def test_js_seed_code_is_pythons_bit_for_bit(server, page):
-    """The browser's seed rule (web/src/shared/seed.js, crypto.subtle) against ridtrain.seeds:
+    """The browser's seed rule (web/src/shared/seed.js, crypto.subtle) against ridtrain.defender.seeds:
     the same float32 bits for random seeds, at the manifest's code_dim, an odd one and at the
     SHA-256 block edges (16 values are exactly one digest)."""
     page.goto(server + "/")

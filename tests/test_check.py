@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from browser_env import require_browser
-from ridexport.check import BROWSER_RUNTIMES, RUNTIMES, run_check
-from ridtrain.cli import app
-from ridtrain.protect import onnx_folder
+from rid.check import BROWSER_RUNTIMES, RUNTIMES, run_check
+from rid.cli import app
+from ridexport.backends import onnx_folder
 
 BUNDLED = onnx_folder("default")
 

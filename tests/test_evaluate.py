@@ -4,9 +4,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ridtrain.cli import app
-from ridtrain.evaluate import CONDITIONS, evaluate
-from ridtrain.generators import build_generator
+from rid.cli import app
+from ridtrain.attacker.evaluate import CONDITIONS, evaluate
+from ridtrain.defender.generators import build_generator
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_eval_needs_one_source(pixel_target, corpus):
 
 
 def test_eval_of_attack_output(pixel_path, pixel_target, corpus, tmp_path):
-    from ridtrain.attacks import run_attack
+    from ridtrain.attacker.attacks import run_attack
 
     run_attack(corpus / "heldout", tmp_path, [pixel_target], "advdm", 8, side=32, steps=2)
     r = evaluate([pixel_target], corpus / "heldout", protected_dir=tmp_path / "images", side=32, samples=2)

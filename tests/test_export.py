@@ -8,15 +8,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from rid.cli import app
 from ridexport import graph
+from ridexport.backends import onnx_folder
 from ridexport.export import export
 from ridexport.manifest import ManifestError, load_manifest, sha256_file
 from ridexport.parity import ParityError, passes
 from ridexport.runtime import OnnxGenerator
-from ridtrain.cli import app
-from ridtrain.generators import load_generator
-from ridtrain.protect import onnx_folder
-from ridtrain.seeds import seed_code
+from ridtrain.defender.generators import load_generator
+from ridtrain.defender.seeds import seed_code
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_fp16_exact_weights_give_a_lossless_half_size_w16(perturbed_generator, t
 
 
 def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
-    from ridtrain.protect import load_backend
+    from ridexport.backends import load_backend
 
     onnx_backend = load_backend("default", "onnx")  # verifies every hash in the bundled manifest
     assert "NOT trained against Stable Diffusion" in onnx_backend.manifest["notes"]

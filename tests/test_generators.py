@@ -2,9 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ridtrain.generators import (
-    ALLOWED_EPS, DiTGenerator, build_generator, check_eps, count_flops, count_params, load_generator,
-)
+from ridtrain.defender.generators import ALLOWED_EPS, DiTGenerator, build_generator, check_eps, count_flops, count_params, load_generator
 
 TINY_DIT = dict(hidden=32, depth=2, heads=4)
 
@@ -92,7 +90,7 @@ def test_unknown_model_is_a_clear_error(tmp_path):
 def test_the_bundled_default_model_loads_and_says_what_it_is():
     from typer.testing import CliRunner
 
-    from ridtrain.cli import app
+    from rid.cli import app
     from ridtrain.bundled import model_card
 
     gen = load_generator("default")
@@ -105,7 +103,7 @@ def test_the_bundled_default_model_loads_and_says_what_it_is():
 
 def randomised(**overrides):
     """rid-s with a code and a tile, perturbed so that delta is not 0 and depends on the code."""
-    from ridtrain.generators import PATTERN_GAIN
+    from ridtrain.defender.generators import PATTERN_GAIN
 
     gen = build_generator("rid-s", pattern=16, code_dim=16, channels=(8, 16, 32), **overrides)
     torch.manual_seed(0)
@@ -153,7 +151,7 @@ def test_the_codes_tile_is_periodic_and_the_net_is_modulated():
 
 
 def test_the_tile_field_scales_each_cell_by_a_wave_of_the_code():
-    from ridtrain.generators import PATTERN_GAIN
+    from ridtrain.defender.generators import PATTERN_GAIN
 
     gen = randomised(tile_field=True)
     torch.nn.init.normal_(gen.tile, std=0.8 / PATTERN_GAIN)

@@ -11,8 +11,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from ridtrain import personalize as P
-from ridtrain.cli import app
+from rid.cli import app
+from ridtrain.attacker import personalize as P
 
 STEPS = 4
 

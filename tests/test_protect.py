@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from ridtrain.cli import app
-from ridtrain.generators import ALLOWED_EPS, load_generator
+from rid.cli import app
+from ridtrain.defender.generators import ALLOWED_EPS, load_generator
+from ridtrain.defender.protect import protect_array
 from ridtrain.pixels import load_image
-from ridtrain.protect import protect_array
 
 REPO = Path(__file__).resolve().parents[1]
 ORIENTATION, GPS_IFD = 0x0112, 0x8825
@@ -99,7 +99,7 @@ def test_the_generator_runs_at_its_own_working_side():
     size, and its period-16 tile reaches the photo enlarged by the same factor."""
     import torch
 
-    from ridtrain.generators import build_generator
+    from ridtrain.defender.generators import build_generator
     from ridtrain.pixels import to_float, working_image
 
     torch.manual_seed(0)
@@ -258,7 +258,7 @@ def test_two_inputs_for_one_output_is_an_error(model_dir, tmp_path):
 def test_console_script_in_a_subprocess(mixed_folder, model_dir, tmp_path):
     out = tmp_path / "out"
     script = Path(sys.executable).with_name("rid")  # the console script, once `pip install -e .` made it
-    entry = [str(script)] if script.is_file() else [sys.executable, "-c", "from ridtrain.cli import app; app()"]
+    entry = [str(script)] if script.is_file() else [sys.executable, "-c", "from rid.cli import app; app()"]
     cmd = [*entry, "protect", str(mixed_folder), "-o", str(out), "--model", str(model_dir)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ridtrain.cli import app
-from ridtrain.proxy import ProxyConfig, train_proxy
+from rid.cli import app
+from ridtrain.diffusion.proxy import ProxyConfig, train_proxy
 
 TINY = dict(width=8, crop=32, side=64, batch=4, vae_steps=60, unet_steps=60, checkpoint_every=30)
 
@@ -19,8 +19,8 @@ def proxy(corpus, tmp_path_factory):
 
 
 def test_a_proxy_loads_as_a_stable_diffusion_target(proxy):
-    from ridtrain.sds import denoise_loss
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.sds import denoise_loss
+    from ridtrain.diffusion.targets import load_target
 
     assert {p.name for p in proxy.iterdir()} >= {"vae", "unet", "text_encoder", "tokenizer", "scheduler", "model_index.json"}
     target = load_target(proxy)
@@ -35,9 +35,9 @@ def test_a_proxy_loads_as_a_stable_diffusion_target(proxy):
 def test_training_learns(proxy):
     """Against the same architecture untrained, on fixed crops and noise: the VAE reconstructs
     better and the UNet predicts the noise better."""
-    from ridtrain.proxy import build_proxy_models
-    from ridtrain.sds import denoise_loss
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.proxy import build_proxy_models
+    from ridtrain.diffusion.sds import denoise_loss
+    from ridtrain.diffusion.targets import load_target
 
     trained = load_target(proxy)
     from transformers import CLIPTokenizer
@@ -93,9 +93,9 @@ def test_the_bundled_proxies_have_learned(name, corpus):
     """The shipped proxies load as SD targets and are real targets: on held-out crops their VAE
     reconstructs (PSNR) and their UNet predicts the noise far better than predicting zero (MSE 1)."""
     from ridtrain.bundled import WEIGHTS_DIR
-    from ridtrain.proxy import heldout_crops
-    from ridtrain.sds import denoise_loss
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.proxy import heldout_crops
+    from ridtrain.diffusion.sds import denoise_loss
+    from ridtrain.diffusion.targets import load_target
 
     target = load_target(WEIGHTS_DIR / "proxies" / name)
     x = heldout_crops(corpus / "heldout", 16)

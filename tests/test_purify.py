@@ -1,4 +1,4 @@
-"""Purifications (ridtrain/purify.py) and `rid eval --purify`."""
+"""Purifications (ridtrain/attacker/purify.py) and `rid eval --purify`."""
 
 import json
 
@@ -9,8 +9,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ridtrain import pixels
-from ridtrain.purify import (PURIFICATIONS, PurifyContext, mean_working_delta, public_tiles, purify, subtract_mean_delta,
-                             subtract_periodic_mean, subtract_public_model, subtract_tile_fit)
+from ridtrain.attacker.purify import (PURIFICATIONS, PurifyContext, mean_working_delta, public_tiles, purify, subtract_mean_delta,
+                                      subtract_periodic_mean, subtract_public_model, subtract_tile_fit)
 
 SIDE = 32  # working side of these tests: photos are 1x to 4x it
 EPS = 8 / 255
@@ -66,7 +66,7 @@ def rng():
 @pytest.mark.parametrize("name", sorted(PURIFICATIONS))
 def test_every_purification_keeps_shape_and_dtype(name, rng):
     rgb = photo(rng, 45, 70)
-    from ridtrain.generators import build_generator
+    from ridtrain.defender.generators import build_generator
 
     small = build_generator("rid-s", pattern=16, code_dim=16, channels=(8, 16, 16), working_side=SIDE).eval()
     context = PurifyContext(protector=ImageIndependentProtector(period16_tile()), mean_delta=period16_tile(), side=SIDE,
@@ -128,7 +128,7 @@ def test_subtract_periodic_mean_removes_a_repeating_tile_from_one_photo_but_not_
 
 
 def test_public_tiles_are_laid_out_as_the_generator_lays_them():
-    from ridtrain.generators import PATTERN_GAIN, build_generator
+    from ridtrain.defender.generators import PATTERN_GAIN, build_generator
 
     gen = build_generator("rid-s", pattern=16, code_dim=16, channels=(8, 16, 32)).eval()
     torch.nn.init.normal_(gen.tile, std=0.5 / PATTERN_GAIN)
@@ -152,8 +152,8 @@ def test_subtract_public_model_undoes_an_image_independent_delta(rng):
 
 
 def test_subtract_public_model_on_a_real_generator(rng):
-    from ridtrain.generators import build_generator
-    from ridtrain.protect import TorchProtector
+    from ridtrain.defender.generators import build_generator
+    from ridtrain.defender.protect import TorchProtector
 
     torch.manual_seed(0)
     gen = build_generator("rid-s", channels=(8, 16, 16), blocks=(0, 1, 1), up_blocks=(0, 1), working_side=SIDE).eval()
@@ -180,7 +180,7 @@ def test_unknown_or_unready_purifications_are_named(rng):
 
 
 def test_mean_delta_of_protected_copies_and_only_of_other_photos(tmp_path, rng):
-    from ridtrain.evaluate import purify_context
+    from ridtrain.attacker.evaluate import purify_context
 
     tile = period16_tile()
     others, copies, evaluated = tmp_path / "others", tmp_path / "copies", tmp_path / "evaluated"
@@ -199,7 +199,7 @@ def test_mean_delta_of_protected_copies_and_only_of_other_photos(tmp_path, rng):
 
 
 def test_rid_eval_reports_what_each_purification_keeps(tmp_path, ldm_paths, perturbed_generator, rng):
-    from ridtrain.cli import app
+    from rid.cli import app
 
     model = perturbed_generator(0.5, channels=(8, 16, 16), blocks=(0, 1, 1), up_blocks=(0, 1), pattern=16, working_side=SIDE)
     images, others = tmp_path / "images", tmp_path / "others"
@@ -230,7 +230,7 @@ def test_rid_eval_reports_what_each_purification_keeps(tmp_path, ldm_paths, pert
 
 
 def test_rid_eval_help_names_every_purification():
-    from ridtrain.cli import app
+    from rid.cli import app
 
     text = " ".join(CliRunner().invoke(app, ["eval", "--help"], terminal_width=400).output.split())
     missing = [name for name in PURIFICATIONS if name not in text]
@@ -238,9 +238,9 @@ def test_rid_eval_help_names_every_purification():
 
 
 def test_subtract_code_search_finds_a_secret_code_and_leaves_the_generator_as_it_was(rng):
-    from ridtrain.generators import PATTERN_GAIN, build_generator
-    from ridtrain.protect import TorchProtector
-    from ridtrain.purify import subtract_code_search
+    from ridtrain.attacker.purify import subtract_code_search
+    from ridtrain.defender.generators import PATTERN_GAIN, build_generator
+    from ridtrain.defender.protect import TorchProtector
 
     torch.manual_seed(0)
     # delta = a mix of tiles set smoothly by the code (no waves: their frequencies make the search a

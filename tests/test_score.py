@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from ridtrain import pixels
-from ridtrain.score import FaceModels, ScoreError, face_embedding, plot_scores, score_folder
+from ridtrain.attacker.score import FaceModels, ScoreError, face_embedding, plot_scores, score_folder
 
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
@@ -166,7 +166,7 @@ def test_bad_upsample(astronauts):
 def test_missing_packages_name_the_install(astronauts):
     code = (
         "import sys; sys.modules['dlib'] = None\n"  # as if dlib were not installed
-        "import ridtrain.score as s\n"
+        "import ridtrain.attacker.score as s\n"
         f"try: s.score_folder({str(astronauts)!r}, {str(astronauts)!r})\n"
         "except s.ScoreError as e: print(e)\n"
     )
@@ -187,7 +187,7 @@ def test_plot_defined_and_undefined_ism(tmp_path, self_scores, faceless, astrona
 def test_cli_prints_json_and_plots(tmp_path, astronauts, hopper):
     from typer.testing import CliRunner
 
-    from ridtrain.cli import app
+    from rid.cli import app
 
     runner = CliRunner()
     out, plot = tmp_path / "score.json", tmp_path / "score.png"

@@ -1,7 +1,7 @@
 import torch
 
-from ridtrain.evaluate import target_losses
-from ridtrain.sds import adv_sds_loss, ensemble_sds_loss
+from ridtrain.attacker.evaluate import target_losses
+from ridtrain.diffusion.sds import adv_sds_loss, ensemble_sds_loss
 
 
 def test_gradient_matches_hand_computation_pixel_target(pixel_target):
@@ -89,7 +89,7 @@ def test_ensemble_of_two_is_the_mean_of_members_drawing_in_turn(ldms):
 
 
 def test_timestep_range_is_respected(pixel_target):
-    from ridtrain.sds import sample_timesteps
+    from ridtrain.diffusion.sds import sample_timesteps
 
     t = sample_timesteps(pixel_target, 500, 10, 20, generator=torch.Generator().manual_seed(0))
     assert t.min() >= 10 and t.max() <= 20 and len(set(t.tolist())) == 11

@@ -1,11 +1,11 @@
-"""The seed rule (ridtrain/seeds.py) that every runtime follows to turn a seed into the code."""
+"""The seed rule (ridtrain/defender/seeds.py) that every runtime follows to turn a seed into the code."""
 
 import hashlib
 
 import numpy as np
 import pytest
 
-from ridtrain.seeds import DOMAIN, SEED_BYTES, code_for, new_seed, parse_seed, seed_code
+from ridtrain.defender.seeds import DOMAIN, SEED_BYTES, code_for, new_seed, parse_seed, seed_code
 
 
 def test_code_follows_the_documented_rule():

@@ -79,7 +79,7 @@ def test_protect_returns_the_protected_photo_with_headers(server):
 
 
 def test_output_bytes_equal_rid_protect_backend_onnx(server, corpus, tmp_path):
-    from ridtrain.protect import run_protect
+    from rid.protect import run_protect
 
     src, seed = corpus / "heldout" / "rocket.jpg", "c0ffee00" * 4
     assert run_protect([src], tmp_path, "default", backend="onnx", seed=seed) == 0
@@ -229,8 +229,8 @@ def test_rate_limit_answers_429(tmp_path):
 def test_a_failed_self_check_is_not_ready(tmp_path):
     from fastapi.testclient import TestClient
 
+    from ridexport.backends import onnx_folder
     from server_fallback.app import create_app
-    from ridtrain.protect import onnx_folder
 
     folder = tmp_path / "export"
     shutil.copytree(onnx_folder("default"), folder)
@@ -268,7 +268,7 @@ def test_a_web_build_missing_a_listed_file_is_incomplete(web_dist, tmp_path):
                          ids=["missing", "half-written"])
 def test_rid_serve_without_a_web_build_says_so_in_one_line(tmp_path, dist, says):
     port = free_port()
-    cmd = [sys.executable, "-m", "ridtrain.cli", "serve", "--port", str(port), "--web-dist", str(dist(tmp_path))]
+    cmd = [sys.executable, "-m", "rid.cli", "serve", "--port", str(port), "--web-dist", str(dist(tmp_path))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc, "/healthz")
@@ -282,6 +282,6 @@ def test_rid_serve_without_a_web_build_says_so_in_one_line(tmp_path, dist, says)
 
 
 def test_rid_serve_refuses_a_missing_model_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "ridtrain.cli", "serve", "--model", str(tmp_path / "nope")],
+    done = subprocess.run([sys.executable, "-m", "rid.cli", "serve", "--model", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "cannot serve model" in done.stderr and "Traceback" not in done.stderr

@@ -2,7 +2,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from ridtrain.targets import DiffusionTarget, load_target
+from ridtrain.diffusion.targets import DiffusionTarget, load_target
 
 
 def test_latent_round_trip_through_the_sd_loader(ldm_paths, ldms):

@@ -69,8 +69,8 @@ def test_a_24_megapixel_photo_goes_through_in_bounded_tensors(perturbed_generato
     limit (the float32 photo alone is 288 MB), and the bytes match the PyTorch pipeline."""
     from ridexport.export import export
     from ridexport.runtime import OnnxProtector
-    from ridtrain.generators import load_generator
-    from ridtrain.protect import protect_array
+    from ridtrain.defender.generators import load_generator
+    from ridtrain.defender.protect import protect_array
 
     folder = perturbed_generator(0.02)
     export(str(folder), tmp_path)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ridtrain.config import TrainConfig
-from ridtrain.generators import load_generator
-from ridtrain.train import regression_loss, train
+from ridtrain.defender.generators import load_generator
+from ridtrain.defender.train import regression_loss, train
 
 SMALL = {"channels": [8, 16, 16], "blocks": [0, 1, 1], "up_blocks": [0, 1]}
 
@@ -53,7 +53,7 @@ def test_resume_continues_from_the_last_checkpoint(cfg, tmp_path):
 
 
 def test_regulariser_pulls_towards_precomputed_pgd(cfg, tmp_path, pixel_target):
-    from ridtrain.attacks import run_attack
+    from ridtrain.attacker.attacks import run_attack
 
     run_attack(cfg.data, tmp_path / "pgd", [pixel_target], "advdm", 8, side=cfg.side, steps=1)
     cfg.pgd_deltas, cfg.pgd_lambda, cfg.steps = str(tmp_path / "pgd" / "deltas"), 10.0, 1
@@ -82,7 +82,7 @@ def test_config_overrides_and_unknown_keys(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    from ridtrain.proxy import ProxyConfig
+    from ridtrain.diffusion.proxy import ProxyConfig
 
     configs = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
     assert len(configs) >= 5
@@ -91,7 +91,7 @@ def test_shipped_configs_load():
 
 
 def test_augmentations_keep_shape_and_gradient():
-    from ridtrain.augment import random_jpeg, random_resize
+    from ridtrain.defender.augment import random_jpeg, random_resize
 
     x = torch.rand(2, 3, 32, 48, requires_grad=True)
     for f in (random_jpeg, random_resize):
@@ -122,7 +122,7 @@ def test_two_process_ddp_on_cpu(cfg, tmp_path):
     cfg.save(tmp_path / "cfg.yaml")
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "ridtrain.cli", "train", "--config", str(tmp_path / "cfg.yaml")]
+           "-m", "rid.cli", "train", "--config", str(tmp_path / "cfg.yaml")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-2000:]
     state = tmp_path / "run" / "checkpoint-0000004" / "state"
@@ -221,8 +221,8 @@ def test_a_randomised_generator_trains_with_diversity_and_the_subtract_attacks(c
 
 
 def test_warm_start_keeps_what_fits_and_refuses_what_does_not(tmp_path):
-    from ridtrain.generators import build_generator
-    from ridtrain.train import warm_start
+    from ridtrain.defender.generators import build_generator
+    from ridtrain.defender.train import warm_start
 
     base = build_generator("rid-s", **SMALL, pattern=16)
     torch.nn.init.normal_(base.head.weight)
@@ -235,8 +235,8 @@ def test_warm_start_keeps_what_fits_and_refuses_what_does_not(tmp_path):
 
 
 def test_seed_diversity_and_the_subtract_attack():
-    from ridtrain.generators import build_generator
-    from ridtrain.train import seed_diversity_loss, augment_subtract_public_model
+    from ridtrain.defender.generators import build_generator
+    from ridtrain.defender.train import augment_subtract_public_model, seed_diversity_loss
 
     d = torch.randn(4, 3, 8, 8)
     assert torch.allclose(seed_diversity_loss(d, d), torch.ones(())) and torch.allclose(seed_diversity_loss(d, -2 * d), torch.ones(()))
@@ -252,7 +252,7 @@ def test_seed_diversity_and_the_subtract_attack():
 
 
 def test_the_periodic_mean_attack_as_augmentation():
-    from ridtrain.train import augment_subtract_periodic_mean
+    from ridtrain.defender.train import augment_subtract_periodic_mean
 
     tile = torch.randn(2, 3, 16, 16)
     tile -= tile.mean(dim=(2, 3), keepdim=True)  # a repeating delta with no flat part: removed whole
@@ -270,7 +270,7 @@ def test_the_periodic_mean_attack_as_augmentation():
 
 
 def test_the_tile_fit_attack_as_augmentation():
-    from ridtrain.train import augment_subtract_tile_fit
+    from ridtrain.defender.train import augment_subtract_tile_fit
 
     torch.manual_seed(0)
     basis = torch.randn(2, 3 * 16 * 16, requires_grad=True)
@@ -289,8 +289,8 @@ def test_the_tile_fit_attack_as_augmentation():
 def test_the_tile_fit_augmentation_removes_a_real_generators_tiles():
     """Tied to the generator's own layout: with its head at zero and its tiles small (tanh is
     then linear), its delta is a mix of its tiles in every cell, which the fit removes whole."""
-    from ridtrain.generators import PATTERN_GAIN, build_generator
-    from ridtrain.train import augment_subtract_tile_fit
+    from ridtrain.defender.generators import PATTERN_GAIN, build_generator
+    from ridtrain.defender.train import augment_subtract_tile_fit
 
     torch.manual_seed(0)
     gen = build_generator("rid-s", **SMALL, pattern=16, code_dim=16, tile_field=True).eval()

@@ -198,7 +198,7 @@ def test_variants_without_targets_are_refused(checkpoint, photo, tmp_path, preci
 def test_cli_refuses_variants_without_targets(checkpoint, tmp_path):
     from typer.testing import CliRunner
 
-    from ridtrain.cli import app
+    from rid.cli import app
 
     result = CliRunner().invoke(app, ["export", str(checkpoint), "-o", str(tmp_path), "--precision", "fp32,int8"])
     assert result.exit_code != 0 and "targets" in result.output
@@ -207,7 +207,7 @@ def test_cli_refuses_variants_without_targets(checkpoint, tmp_path):
 def test_int8_calibrates_a_randomised_generator_with_codes(perturbed_generator, tmp_path):
     from ridexport import graph
     from ridexport.variants import make_int8
-    from ridtrain.generators import load_generator
+    from ridtrain.defender.generators import load_generator
 
     gen = load_generator(perturbed_generator(0.5, **TINY, pattern=16, code_dim=4))
     fp32 = graph.export_onnx(gen, tmp_path / "model.onnx")

@@ -1,4 +1,4 @@
-// The browser's copy of the seed rule (ridtrain/seeds.py; the manifest's `seed` block names it).
+// The browser's copy of the seed rule (ridtrain/defender/seeds.py; the manifest's `seed` block names it).
 // A randomised generator takes, beside the photo, a `code` of code_dim float32 values in (-1, 1).
 // Each protection draws a fresh 16-byte seed from the CSPRNG and expands it:
 //

@@ -3,7 +3,7 @@
 No Stable Diffusion weights exist on our machines, so tests and the placeholder model use these:
 real diffusers classes (AutoencoderKL, UNet2DConditionModel, CLIPTextModel, CLIPTokenizer,
 DDPMScheduler), randomly initialised from small configs, `save_pretrained` into a folder that
-`ridtrain.targets.load_target` then reads exactly as it reads a real checkpoint.
+`ridtrain.diffusion.targets.load_target` then reads exactly as it reads a real checkpoint.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def build_tiny_ldm(
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from ridtrain.targets import quiet_hub_libraries
+    from ridtrain.diffusion.targets import quiet_hub_libraries
 
     quiet_hub_libraries()
     path = Path(path)
@@ -106,8 +106,8 @@ def write_model_index(path: Path, parts: dict[str, str]) -> None:
 def fit_unet(path: str | Path, images: torch.Tensor, steps: int = 60, batch: int = 16, lr: float = 1e-3, seed: int = 0) -> Path:
     """Briefly train a saved target's UNet on images (N,3,h,w) in [0,1] with its own denoising loss,
     and save it back: a random UNet has no data manifold to push away from, a fitted one does."""
-    from ridtrain.sds import denoise_loss
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.sds import denoise_loss
+    from ridtrain.diffusion.targets import load_target
 
     torch.manual_seed(seed)
     target = load_target(path)

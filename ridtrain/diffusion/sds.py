@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ridtrain.targets import DiffusionTarget
+from ridtrain.diffusion.targets import DiffusionTarget
 
 
 def sample_timesteps(target: DiffusionTarget, n: int, t_min: int = 0, t_max: int | None = None, generator=None) -> torch.Tensor:

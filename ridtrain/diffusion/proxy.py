@@ -1,7 +1,7 @@
 """Proxy targets: small latent diffusion models trained from scratch on the sample corpus, in the
 classes and folder layout of Stable Diffusion (`rid proxy train`, `rid proxy report`).
 
-No SD weights exist here, so these stand in for them; `ridtrain.targets.load_target` reads them
+No SD weights exist here, so these stand in for them; `ridtrain.diffusion.targets.load_target` reads them
 exactly as it reads SD. Two stages, each resumable from its last checkpoint:
 
     1. AutoencoderKL: reconstruction MSE + kl_weight * KL, on random crops. Skipped when `vae`
@@ -141,7 +141,7 @@ def _loop(name: str, steps: int, model, lr: float, loss_fn, out: Path, every: in
 def train_proxy(cfg: ProxyConfig, resume: bool = False) -> Path:
     from diffusers import AutoencoderKL
 
-    from ridtrain.tiny import write_model_index, write_tiny_tokenizer
+    from ridtrain.diffusion.tiny import write_model_index, write_tiny_tokenizer
 
     out = Path(cfg.output)
     if out.exists() and any(out.iterdir()) and not resume:
@@ -254,8 +254,8 @@ PROMPTS = [" ", "a photo of astronaut", "a photo of coffee", "a photo of chelsea
 def report(proxies: list[Path], heldout: Path, out: Path, n: int = 64, samples: int = 4) -> dict:
     """VAE PSNR and denoising MSE on held-out crops per proxy (common random numbers), a sample
     grid (one row per proxy, PROMPTS across) and VAE reconstructions; writes out/proxies.json."""
-    from ridtrain.sds import denoise_loss
-    from ridtrain.targets import load_target
+    from ridtrain.diffusion.sds import denoise_loss
+    from ridtrain.diffusion.targets import load_target
 
     out.mkdir(parents=True, exist_ok=True)
     x = heldout_crops(heldout, n)

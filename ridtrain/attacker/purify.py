@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ridtrain import pixels
+from ridtrain.defender.augment import cell_mean, tile_fit  # also the training's augmentations
 
 PURIFICATIONS = {
     "jpeg95": "JPEG quality 95 (Pillow, 4:2:0), decoded back",
@@ -152,19 +153,6 @@ def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- the public model
 
 
-def public_protector(model: str):
-    """The public model as an attacker gets it: the shipped ONNX export when the model has one
-    (what every visitor downloads), else the PyTorch generator. Returns (protector, backend)."""
-    from ridtrain.protect import load_backend, onnx_folder
-
-    try:
-        shipped = (onnx_folder(model) / "manifest.json").is_file()
-    except FileNotFoundError:
-        shipped = False
-    backend = "onnx" if shipped else "torch"
-    return load_backend(model, backend), backend
-
-
 def subtract_public_model(rgb: np.ndarray, protector, eps_levels: int | None = None) -> np.ndarray:
     """x'' = rint(clamp(x' - delta, 0, 1) * 255) with delta = G(x') - x', the public model's
     full-size delta (clamps included) on the photo itself, in float before any rounding."""
@@ -233,14 +221,6 @@ def periodic_mean(working: torch.Tensor, period: int = TILE_MULTIPLE) -> np.ndar
     return cell_mean(detail(working, period), period)[0].numpy()
 
 
-def cell_mean(x: torch.Tensor, period: int) -> torch.Tensor:
-    """(N, C, period, period): the mean of x's (N, C, h, w) period x period cells, less its flat
-    mean per channel."""
-    n, c, h, w = x.shape
-    cell = x.reshape(n, c, h // period, period, w // period, period).mean(dim=(2, 4))
-    return cell - cell.mean(dim=(2, 3), keepdim=True)
-
-
 def detail(working: torch.Tensor, period: int = TILE_MULTIPLE) -> torch.Tensor:
     """The (1, 3, h, w) image less its period x period local mean (reflected borders)."""
     half = period // 2
@@ -278,20 +258,6 @@ def subtract_tile_fit(rgb: np.ndarray, tiles: np.ndarray, side: int) -> np.ndarr
     centred = torch.from_numpy(tiles - tiles.mean(axis=(2, 3), keepdims=True)).reshape(len(tiles), -1)
     d = detail(pixels.to_working(pixels.to_float(rgb), size), p).double()
     return subtract_working(rgb, tile_fit(d, centred.double(), p)[0].float())
-
-
-def tile_fit(x: torch.Tensor, basis: torch.Tensor, period: int) -> torch.Tensor:
-    """x (N, C, h, w) fitted, in each period x period cell, by least squares with the tiles
-    `basis` (T, C·period², in pixel_shuffle's order); differentiable in x and in the basis. A
-    ridge of 1e-6 of the Gram matrix's mean diagonal keeps near-zero tiles solvable."""
-    n, c, h, w = x.shape
-    if h % period or w % period:
-        raise ValueError(f"the tile fit needs sides that are multiples of {period}, got {h}x{w}")
-    cells = x.reshape(n, c, h // period, period, w // period, period).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, c * period**2)
-    gram = basis @ basis.T
-    gram = gram + 1e-6 * gram.diagonal().mean() * torch.eye(len(basis), device=x.device, dtype=x.dtype)
-    fit = torch.linalg.solve(gram, basis @ cells.transpose(1, 2)).transpose(1, 2) @ basis  # (N, cells, C·p²)
-    return fit.reshape(n, h // period, w // period, c, period, period).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
 
 
 # ----------------------------------------------------------------------------- the code, searched

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ridtrain.sds import denoise_loss
+from ridtrain.diffusion.sds import denoise_loss
 
 
 def _project(x, delta, eps):

@@ -5,7 +5,7 @@ clean and protected go through the attacker's pre-processing (the canonical work
 each target. Every condition sees the same draws of t, n and the VAE posterior (common random
 numbers, seeded per image and sample), so differences between conditions are not sampling noise.
 
-With purifications (ridtrain/purify.py), clean and protected photos also go through each one
+With purifications (ridtrain/attacker/purify.py), clean and protected photos also go through each one
 before the attacker's pre-processing, with the same draws, and the report gives the efficacy left
 and "kept" = 100 * efficacy after / efficacy without it. Every purification, the subtracting
 ones included, is applied to the clean photos too: an attacker who cannot tell protected photos
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from ridtrain import pixels
+from ridtrain.attacker.purify import (CODE_SEARCH_STARTS, CODE_SEARCH_STEPS, MEAN_DELTA_PHOTOS, PurifyContext, check_names,
+                                      mean_working_delta, public_tiles, purify)
 from ridtrain.data import DATA_MULTIPLE, find_images
-from ridtrain.purify import (CODE_SEARCH_STARTS, CODE_SEARCH_STEPS, MEAN_DELTA_PHOTOS, PurifyContext, check_names,
-                             mean_working_delta, public_protector, public_tiles, purify)
-from ridtrain.sds import adv_sds_loss, denoise_loss
+from ridtrain.diffusion.sds import adv_sds_loss, denoise_loss
 
 CONDITIONS = ("clean", "protected", "gaussian", "uniform")
 PURIFIED_CONDITIONS = ("clean", "protected")  # the noise baselines are reported unpurified only
@@ -89,9 +89,9 @@ def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, sid
              purifications=(), context: PurifyContext | None = None) -> dict:
     """Either `gen` (a generator, run through the `rid protect` path) or `protected_dir` (images
     with the same relative names as `images`, any of our output suffixes) gives the protected images.
-    `purifications` (names of ridtrain.purify.PURIFICATIONS, with the `context` the subtracting
+    `purifications` (names of ridtrain.attacker.purify.PURIFICATIONS, with the `context` the subtracting
     ones need) are measured on top, with the same draws as the unpurified photos."""
-    from ridtrain.protect import protect_array
+    from ridtrain.defender.protect import protect_array
 
     if (gen is None) == (protected_dir is None):
         raise ValueError("give exactly one of a generator or a folder of protected images")
@@ -183,11 +183,12 @@ def kept_table(report: dict, measure: str = "denoise_mse") -> str:
 
 
 def purify_context(purifications, images, eps_levels: int, side: int, gen=None, attacker_model: str | None = None,
-                   mean_delta_images=None, mean_delta_protected=None) -> tuple[PurifyContext, dict]:
+                   mean_delta_images=None, mean_delta_protected=None, load_public=None) -> tuple[PurifyContext, dict]:
     """What `evaluate` needs for the subtracting purifications, and notes on it for the report.
 
-    subtract-public-model runs `attacker_model` as an attacker gets it (its shipped ONNX export
-    when it has one), asked for the evaluated bound; subtract-tile-fit reads its tiles from its
+    subtract-public-model runs `attacker_model` as an attacker gets it, asked for the evaluated
+    bound: `load_public(attacker_model)` gives (protector, backend), its shipped ONNX export when it
+    has one (ridexport.backends.public_protector, which this layer cannot import); subtract-tile-fit reads its tiles from its
     weights, and subtract-code-search runs it in PyTorch. subtract-mean-delta averages the deltas of
     the first MEAN_DELTA_PHOTOS photos of `mean_delta_images` (other photos than `images`),
     protected by `gen` with fresh seeds, or read from `mean_delta_protected` (same names)."""
@@ -196,10 +197,12 @@ def purify_context(purifications, images, eps_levels: int, side: int, gen=None, 
     if "subtract-public-model" in purifications:
         if attacker_model is None:
             raise ValueError("subtract-public-model needs the public model (--attacker-model)")
-        context.protector, backend = public_protector(attacker_model)
+        if load_public is None:
+            raise ValueError("subtract-public-model needs load_public (ridexport.backends.public_protector)")
+        context.protector, backend = load_public(attacker_model)
         notes["subtract-public-model"] = {"model": str(attacker_model), "backend": backend, "eps_levels": eps_levels}
     if {"subtract-tile-fit", "subtract-code-search"} & set(purifications):
-        from ridtrain.generators import load_generator
+        from ridtrain.defender.generators import load_generator
 
         if attacker_model is None:
             raise ValueError("subtract-tile-fit and subtract-code-search need the public model (--attacker-model)")
@@ -224,7 +227,7 @@ def purify_context(purifications, images, eps_levels: int, side: int, gen=None, 
 def mean_delta_pairs(files, root: Path, eps_levels: int, gen=None, protected_dir=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(clean, protected) uint8 pairs of the mean-delta photos: protected now by `gen` (a fresh
     seed each, as users get them), or read from `protected_dir`."""
-    from ridtrain.protect import protect_array
+    from ridtrain.defender.protect import protect_array
 
     if (gen is None) == (protected_dir is None):
         raise ValueError("the mean delta needs exactly one of the generator (--model) or protected copies of its photos (--mean-delta-protected)")

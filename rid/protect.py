@@ -1,8 +1,7 @@
-"""Batch protection of photo files with the PyTorch reference generator (`rid protect`).
+"""`rid protect`: photo files and folders in, protected photos out, on either backend.
 
-Each photo goes through the canonical pipeline of ridtrain.pixels; the generator runs once per
-photo at the working size, and its delta is resized back to the photo's own size, so the output
-has exactly the input's (oriented) size and every pixel is within +-eps levels of the input.
+A batch goes on past a bad file (one error line names it); outputs are written to a temporary
+name and renamed; photos already done are skipped unless asked to overwrite.
 """
 
 from __future__ import annotations
@@ -11,57 +10,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-import ridpixels
-from ridtrain.generators import check_eps, load_generator
-from ridtrain.seeds import code_for, parse_seed
-from ridtrain.pixels import (MAX_PIXELS, SAVE_OPTIONS, ImageError, add_delta, encode_image, is_image_path, load_image, to_float,
-                             to_uint8, working_image, write_atomic)
+from ridexport.backends import load_backend
+from ridtrain.defender.generators import check_eps
+from ridtrain.defender.protect import protect_bytes
+from ridtrain.defender.seeds import parse_seed
+from ridtrain.pixels import SAVE_OPTIONS, ImageError, is_image_path, write_atomic
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
-    """uint8 (H,W,3) -> protected uint8 (H,W,3); eps in 8-bit levels, default the model's. A
-    randomised generator gets the code of `seed` (ridtrain/seeds.py); None draws a fresh seed,
-    which is what real use must do."""
-    out = to_uint8(protected_float(gen, rgb, eps_levels, seed))
-    ridpixels.check_bound(rgb, out, check_eps(gen.config.eps if eps_levels is None else eps_levels))
-    return out
-
-
-def protected_float(gen, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> torch.Tensor:
-    """uint8 (H,W,3) -> the protected photo before rounding, float32 (1,3,H,W) in [0,1]."""
-    eps = check_eps(gen.config.eps if eps_levels is None else eps_levels) / 255.0
-    x = to_float(rgb).to(gen.device)  # (1, 3, H, W)
-    with torch.inference_mode():
-        delta = gen(working_image(x, **gen.working_size_rule), eps, code_tensor(gen, seed))  # (1, 3, hw, ww)
-        return add_delta(x, delta, eps).cpu()
-
-
-def code_tensor(gen, seed: bytes | str | None) -> torch.Tensor | None:
-    """The (1, code_dim) code of a seed for a randomised generator (a fresh seed when None);
-    None for a deterministic one, which takes no code."""
-    if not gen.code_dim:
-        return None
-    return torch.from_numpy(code_for(seed, gen.code_dim))[None]
-
-
-class TorchProtector:
-    """The PyTorch reference behind the same call as ridexport.runtime.OnnxProtector."""
-
-    def __init__(self, gen):
-        self.gen, self.config = gen, gen.config
-
-    def protect_array(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
-        return protect_array(self.gen, rgb, eps_levels, seed)
-
-    def protected_float(self, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
-        return protected_float(self.gen, rgb, eps_levels, seed).numpy()
 
 
 @dataclass
@@ -91,16 +49,6 @@ def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], l
     return jobs, errors
 
 
-def protect_bytes(protector, data: bytes, eps: int | None = None, fmt: str = "png", keep_metadata: bool = False,
-                  max_pixels: int = MAX_PIXELS, seed: bytes | str | None = None) -> bytes:
-    """An image file's bytes -> the protected image encoded as lossless `fmt`, with a
-    TorchProtector or OnnxProtector. The CLI and the server both call this, so the same photo
-    and seed give the same bytes (seed None: a fresh one). Raises ImageError."""
-    dec = load_image(data, max_pixels)
-    out = protector.protect_array(dec.rgb, eps, seed)
-    return encode_image(out, dec.alpha, fmt, exif=dec.exif if keep_metadata else None, icc=dec.icc_profile)
-
-
 def protect_file(protector, job: Job, eps: int | None, fmt: str, keep_metadata: bool, seed=None) -> None:
     """Load, protect and save one photo (written atomically); raises ImageError or OSError."""
     data = protect_bytes(protector, job.src.read_bytes(), eps, fmt, keep_metadata, seed=seed)
@@ -125,30 +73,6 @@ def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str, s
         return f"output {out_dir} exists and is not a folder"
     missing = [str(p) for p in inputs if not p.exists()]
     return f"no such file or folder: {', '.join(missing)}" if missing else None
-
-
-BACKENDS = ("torch", "onnx")
-
-
-def onnx_folder(model: str) -> Path:
-    """The export folder of a model: the folder itself, or the `onnx/` export beside a bundled or
-    saved generator."""
-    from ridexport.runtime import is_export_folder
-    from ridtrain.bundled import resolve_model_path
-
-    return Path(model) if is_export_folder(model) else resolve_model_path(model) / "onnx"
-
-
-def load_backend(model: str, backend: str = "torch", threads: int | None = None):
-    """The protector for a backend: the PyTorch module, or its ONNX export's pieces run by
-    onnxruntime (with `threads` intra-op threads per session)."""
-    if backend == "torch":
-        return TorchProtector(load_generator(model))
-    if backend == "onnx":
-        from ridexport.runtime import OnnxProtector
-
-        return OnnxProtector(onnx_folder(model), threads=threads)
-    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
 def run_protect(inputs, out_dir, model: str, eps: int | None = None, fmt: str = "png", overwrite: bool = False, keep_metadata: bool = False, backend: str = "torch", seed: str | None = None) -> int:

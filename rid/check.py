@@ -169,8 +169,8 @@ def check_manifest(rt: Runtimes) -> Row:
 
 
 def check_pytorch(rt: Runtimes) -> Row:
-    from ridtrain.generators import load_generator
-    from ridtrain.protect import protected_float
+    from ridtrain.defender.generators import load_generator
+    from ridtrain.defender.protect import protected_float
 
     if rt.checkpoint is None:
         raise NotRun("not run: no --checkpoint")

@@ -4,7 +4,7 @@ Two families share one contract (`forward(x, eps=None, code=None) -> delta`):
 - `CompactGenerator` (rid-s, rid-m): fully convolutional, works at 1/4 resolution after a
   pixel-unshuffle so that it is cheap enough for a browser. Uses only Conv, Resize, Add/Mul,
   Sigmoid/Tanh and space-to-depth/depth-to-space, which onnxruntime-web runs on WebGPU and WASM.
-  With `code_dim`, it is randomised: a per-photo random code (ridtrain/seeds.py) modulates its
+  With `code_dim`, it is randomised: a per-photo random code (ridtrain/defender/seeds.py) modulates its
   features and draws its tile, so that delta depends on the photo AND on a secret draw.
 - `DiTGenerator` (rid-dit): the paper's pixel-space DiT (patch 16, hidden 1152, depth 14).
 

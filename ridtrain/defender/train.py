@@ -1,7 +1,7 @@
 """Train a RID generator with Adv-SDS against an ensemble of diffusion targets.
 
 One CPU:          rid train --config cfg.yaml steps=100
-Many GPUs/nodes:  accelerate launch -m ridtrain.cli train --config cfg.yaml   (DDP via accelerate)
+Many GPUs/nodes:  accelerate launch -m rid.cli train --config cfg.yaml   (DDP via accelerate)
 
 Output folder: checkpoint-NNNNNNN/ (generator config.json + safetensors, train_config.yaml,
 accelerate state for --resume), final/ (the generator), metrics.jsonl, training_curve.png.
@@ -21,13 +21,12 @@ from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ridtrain.augment import robustness_augment
 from ridtrain.config import TrainConfig
 from ridtrain.data import CropDataset
-from ridtrain.generators import build_generator
-from ridtrain.purify import cell_mean, tile_fit
-from ridtrain.sds import ensemble_sds_loss
-from ridtrain.targets import load_targets
+from ridtrain.defender.augment import cell_mean, robustness_augment, tile_fit
+from ridtrain.defender.generators import build_generator
+from ridtrain.diffusion.sds import ensemble_sds_loss
+from ridtrain.diffusion.targets import load_targets
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

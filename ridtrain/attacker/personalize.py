@@ -10,7 +10,7 @@ photos should give a personalized model whose samples no longer show the subject
       --StableDiffusionPipeline, DPM-Solver--> OUT/samples/<NN>-<prompt>/000.png ...
 
 It runs on the CPU for tiny targets and on GPUs for a real checkpoint given by path, under
-`accelerate launch -m ridtrain.cli personalize ...` with fp16/bf16 mixed precision (training under
+`accelerate launch -m rid.cli personalize ...` with fp16/bf16 mixed precision (training under
 autocast with fp32 trainable weights; sampling and class images wholly in that dtype). A run
 resumes: training from the newest checkpoint in OUT/checkpoints/, sampling from the images already
 written with the same sampling settings. OUT/config.yaml records the settings; a folder holding a
@@ -115,7 +115,7 @@ def load_parts(base: str | Path):
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    from ridtrain.targets import quiet_hub_libraries
+    from ridtrain.diffusion.targets import quiet_hub_libraries
 
     quiet_hub_libraries()
     base = Path(base)

@@ -1,0 +1,3 @@
+from rid.cli import app
+
+app()
