@@ -21,8 +21,15 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
     """lint-imports on the packages under `root`, with the contracts of its pyproject.toml."""
+    assert LINT_IMPORTS.exists(), f"{LINT_IMPORTS} is missing: install the test extras (pip install -e '.[test]')"
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+
+def copy_packages(root: Path) -> None:
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("weights", "__pycache__"))
+    shutil.copyfile(REPO / "pyproject.toml", root / "pyproject.toml")
 
 
 def test_the_layers_hold():
@@ -41,11 +48,17 @@ def test_the_layers_hold():
 ], ids=["ridtrain-to-ridexport", "ridexport-to-rid", "ridpixels-to-server", "defender-to-attacker", "diffusion-to-defender",
         "shared-to-diffusion"])
 def test_an_uphill_import_breaks_a_contract(tmp_path, module, line, broken):
-    for package in PACKAGES:
-        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("weights", "__pycache__"))
-    shutil.copyfile(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    copy_packages(tmp_path)
     path = tmp_path / module
     path.write_text(path.read_text() + f"\n{line}  # uphill\n")
     done = lint_imports(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "1 broken" in done.stdout and f"{broken}" in done.stdout.replace("\n", " ") and line.split()[1] in done.stdout
+
+
+def test_a_ridtrain_module_outside_every_layer_breaks_the_contract(tmp_path):
+    """The ridtrain contract is exhaustive: a new module must be given its side."""
+    copy_packages(tmp_path)
+    (tmp_path / "ridtrain" / "newcomer.py").write_text("from ridtrain.attacker import purify\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode == 1 and "ridtrain.newcomer" in done.stdout, done.stdout + done.stderr

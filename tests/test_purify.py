@@ -196,6 +196,8 @@ def test_mean_delta_of_protected_copies_and_only_of_other_photos(tmp_path, rng):
     assert np.abs(context.mean_delta - np.tile(tile, (1, 2, 2))).max() < 1.5 / 255
     with pytest.raises(ValueError, match="other photos than the evaluated ones"):
         purify_context(["subtract-mean-delta"], others / "o1.png", 8, SIDE, mean_delta_images=others, mean_delta_protected=copies)
+    with pytest.raises(ValueError, match="needs load_public"):  # the loader comes from above (ridexport.backends)
+        purify_context(["subtract-public-model"], evaluated, 8, SIDE, attacker_model="default")
 
 
 def test_rid_eval_reports_what_each_purification_keeps(tmp_path, ldm_paths, perturbed_generator, rng):

@@ -2,6 +2,6 @@
 
 # Each module registers its commands on app, in this order in `rid --help`.
 from rid.cli import use, ship, train, judge  # noqa: F401, I001
-from rid.cli.app import app
+from rid.cli.base import app
 
 __all__ = ["app"]

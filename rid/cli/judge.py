@@ -1,4 +1,5 @@
-"""The attacker and the judge: `rid attack` (per-photo PGD), `rid eval`, `rid personalize`, `rid score`."""
+"""The attacker and the judge: `rid attack` (per-photo PGD), `rid eval`, `rid tiny-targets` (small diffusers
+models to attack and judge with in tests), `rid personalize`, `rid score`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from rid.cli.app import DEFAULT_MODEL, app, fail, torch_dtype
+from rid.cli.base import app, fail, torch_dtype
+from ridtrain.bundled import DEFAULT_MODEL
 
 
 @app.command()
@@ -104,6 +106,33 @@ def evaluate(
     if json_out:
         json_out.write_text(text + "\n")
     typer.echo(text)
+
+
+@app.command("tiny-targets")
+def tiny_targets(
+    out: Path = typer.Argument(..., help="Folder to write the tiny models into."),
+    count: int = typer.Option(2, "--count", help="How many latent models (seeds 0..count-1)."),
+    pixel: bool = typer.Option(False, "--pixel", help="Also write a pixel-space UNet2DModel target."),
+    fit_data: Optional[Path] = typer.Option(None, "--fit-data", help="Fit each UNet briefly to these images."),
+    fit_steps: int = typer.Option(200, "--fit-steps", help="Denoising steps for --fit-data."),
+):
+    """Write tiny diffusers models in the SD folder layout, randomly initialised and optionally with
+    briefly fitted UNets (for tests and the placeholder model; no real weights exist here)."""
+    import torch
+
+    from ridtrain.data import CropDataset
+    from ridtrain.diffusion.tiny import build_tiny_ldm, build_tiny_pixel, fit_unet
+
+    paths = [build_tiny_ldm(out / f"tiny-ldm-{seed}", seed=seed) for seed in range(count)]
+    if pixel:
+        paths.append(build_tiny_pixel(out / "tiny-pixel-0"))
+    for i, path in enumerate(paths):
+        if fit_data:
+            size = 32 if path.name.startswith("tiny-pixel") else 64
+            torch.manual_seed(i)
+            crops = CropDataset(fit_data, side=2 * size, crop=size)
+            fit_unet(path, torch.stack([crops[k % len(crops)][0] for k in range(8 * len(crops))]), steps=fit_steps, seed=i)
+        typer.echo(path)
 
 
 @app.command()

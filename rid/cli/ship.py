@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from rid.cli.app import app, fail
+from rid.cli.base import app, fail
 
 
 @app.command("export")

@@ -1,4 +1,4 @@
-"""The defender's side and its targets: `rid train`, `rid tiny-targets`, `rid data`, `rid proxy`."""
+"""The defender's side and what it trains on: `rid train`, `rid data`, `rid proxy`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from rid.cli.app import app, fail
+from rid.cli.base import app, fail
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -26,33 +26,6 @@ def train(
         run_train(TrainConfig.load(config, ctx.args), resume=resume)
     except (ValueError, TypeError, OSError) as err:
         fail(str(err))
-
-
-@app.command("tiny-targets")
-def tiny_targets(
-    out: Path = typer.Argument(..., help="Folder to write the tiny models into."),
-    count: int = typer.Option(2, "--count", help="How many latent models (seeds 0..count-1)."),
-    pixel: bool = typer.Option(False, "--pixel", help="Also write a pixel-space UNet2DModel target."),
-    fit_data: Optional[Path] = typer.Option(None, "--fit-data", help="Fit each UNet briefly to these images."),
-    fit_steps: int = typer.Option(200, "--fit-steps", help="Denoising steps for --fit-data."),
-):
-    """Write tiny diffusers models in the SD folder layout, randomly initialised and optionally with
-    briefly fitted UNets (for tests and the placeholder model; no real weights exist here)."""
-    import torch
-
-    from ridtrain.data import CropDataset
-    from ridtrain.diffusion.tiny import build_tiny_ldm, build_tiny_pixel, fit_unet
-
-    paths = [build_tiny_ldm(out / f"tiny-ldm-{seed}", seed=seed) for seed in range(count)]
-    if pixel:
-        paths.append(build_tiny_pixel(out / "tiny-pixel-0"))
-    for i, path in enumerate(paths):
-        if fit_data:
-            size = 32 if path.name.startswith("tiny-pixel") else 64
-            torch.manual_seed(i)
-            crops = CropDataset(fit_data, side=2 * size, crop=size)
-            fit_unet(path, torch.stack([crops[k % len(crops)][0] for k in range(8 * len(crops))]), steps=fit_steps, seed=i)
-        typer.echo(path)
 
 
 data_app = typer.Typer(help="Training data.", no_args_is_help=True)

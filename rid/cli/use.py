@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from rid.cli.app import DEFAULT_MODEL, app, bundled_note, fail
+from rid.cli.base import app, bundled_note, fail
+from ridtrain.bundled import DEFAULT_MODEL
 
 
 @app.command(epilog=f"Bundled default model: {bundled_note()}")

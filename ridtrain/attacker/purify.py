@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ridtrain import pixels
-from ridtrain.defender.augment import cell_mean, tile_fit  # also the training's augmentations
+from ridtrain.cells import cell_mean, tile_fit
 
 PURIFICATIONS = {
     "jpeg95": "JPEG quality 95 (Pillow, 4:2:0), decoded back",

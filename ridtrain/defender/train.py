@@ -21,9 +21,10 @@ from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ridtrain.cells import cell_mean, tile_fit
 from ridtrain.config import TrainConfig
 from ridtrain.data import CropDataset
-from ridtrain.defender.augment import cell_mean, robustness_augment, tile_fit
+from ridtrain.defender.augment import robustness_augment
 from ridtrain.defender.generators import build_generator
 from ridtrain.diffusion.sds import ensemble_sds_loss
 from ridtrain.diffusion.targets import load_targets
