@@ -17,10 +17,11 @@ from ridtrain.bundled import DEFAULT_MODEL
 def attack(
     images: Path = typer.Argument(..., help="Image file or folder (recursive)."),
     out: Path = typer.Option(..., "-o", "--out", help="Writes OUT/deltas/<name>.safetensors and OUT/images/<name>.png."),
-    targets: List[str] = typer.Option(..., "--target", "-t", help="Diffusers checkpoint folder; repeat for an ensemble."),
-    method: str = typer.Option("advdm", "--method", help="advdm or aspl (ASPL-lite)."),
+    targets: List[str] = typer.Option(..., "--target", "-t", help="Diffusers checkpoint folder; repeat for an ensemble. "
+                                      "With --method encoder: taef2 (the vendored FLUX.2 encoder) or a folder with taef2_encoder.pth."),
+    method: str = typer.Option("advdm", "--method", help="advdm, aspl (ASPL-lite) or encoder (PGD on a latent encoder)."),
     eps: int = typer.Option(8, "--eps", help="Bound in 8-bit levels (4, 8, 12, 16)."),
-    steps: int = typer.Option(50, "--steps", help="PGD steps (advdm); per round for aspl."),
+    steps: int = typer.Option(50, "--steps", help="PGD steps (advdm, encoder); per round for aspl."),
     step_size: float = typer.Option(1.0, "--step-size", help="PGD step in 8-bit levels."),
     rounds: int = typer.Option(5, "--rounds", help="aspl: rounds of surrogate fine-tuning + PGD."),
     side: int = typer.Option(512, "--side", help="Working size: shorter side, as in training."),
@@ -30,20 +31,24 @@ def attack(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("float32", "--dtype", help="Target weights: float32, float16 or bfloat16 (GPUs)."),
 ):
-    """Per-image PGD baselines (AdvDM, ASPL-lite): protected images plus delta files, resumable."""
+    """Per-image PGD baselines (AdvDM, ASPL-lite, encoder PGD): protected images plus delta files, resumable."""
     import torch
 
-    from ridtrain.attacker.attacks import METHODS, run_attack
+    from ridtrain.attacker.attacks import ENCODER_METHODS, METHODS, run_attack
     from ridtrain.defender.generators import check_eps
+    from ridtrain.diffusion.taef2 import load_encoders
     from ridtrain.diffusion.targets import load_targets
 
     try:
         check_eps(eps)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-        kwargs = {"steps": steps} if method == "advdm" else {"rounds": rounds, "pgd_per_round": steps}
+        kwargs = {"rounds": rounds, "pgd_per_round": steps} if method == "aspl" else {"steps": steps}
         torch.manual_seed(seed)
-        loaded = load_targets(targets, device, torch_dtype(dtype))
+        if method in ENCODER_METHODS:
+            loaded = load_encoders(targets, device)
+        else:
+            loaded = load_targets(targets, device, torch_dtype(dtype))
         counts = run_attack(images, out, loaded, method, eps, side, shard, overwrite, step_size=step_size / 255, **kwargs)
     except (ValueError, FileNotFoundError, OSError) as err:
         fail(str(err))

@@ -1,9 +1,12 @@
-"""Per-image PGD baselines: AdvDM and ASPL-lite (L-infinity, eps on the [0,1] scale).
+"""Per-image PGD baselines: AdvDM, ASPL-lite and encoder PGD (L-infinity, eps on the [0,1] scale).
 
 They are the regression targets of RID's regulariser and the anchor for speed and efficacy.
 - AdvDM: maximise the targets' denoising loss by signed-gradient ascent on delta.
 - ASPL-lite (after Anti-DreamBooth's ASPL): alternate a few fine-tuning steps of a surrogate copy of
   each UNet on the current protected images (what an attacker would do) with PGD steps against it.
+- encoder: white-box PGD on latent encoders (TAEF2, FLUX.2's latent space): maximise the squared
+  relative latent shift |E(x + delta) - E(x)|² / |E(x)|², PhotoGuard's encoder attack. The ceiling
+  that a generator's shift in that latent space is compared with.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ridtrain.diffusion.sds import denoise_loss
+from ridtrain.diffusion.taef2 import latent_loss
 
 
 def _project(x, delta, eps):
@@ -76,7 +80,24 @@ def _fine_tune(target, images, steps, lr, t_range, generator):
     target.unet.requires_grad_(False).eval()
 
 
-METHODS = {"advdm": advdm, "aspl": aspl_lite}
+def encoder_pgd(encoders, x, eps, steps=50, step_size=1 / 255, generator=None):
+    """Encoder-PGD perturbation of images x (N,3,H,W) in [0,1], H and W multiples of the encoders'
+    stride: signed-gradient ascent on the mean over `encoders` of the squared relative latent shift,
+    from a uniform random start in the eps ball (at delta = 0 the shift's gradient is 0)."""
+    with torch.no_grad():
+        clean = [encoder(x) for encoder in encoders]
+    start = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    delta = _project(x, (2 * start - 1) * eps, eps)
+    for _ in range(steps):
+        delta = delta.detach().requires_grad_(True)
+        loss = sum(latent_loss(encoder, x + delta, z) for encoder, z in zip(encoders, clean)) / len(encoders)
+        (grad,) = torch.autograd.grad(-loss, delta)  # latent_loss is the negated shift: ascend the shift
+        delta = _project(x, delta.detach() + step_size * grad.sign(), eps)
+    return delta.detach()
+
+
+METHODS = {"advdm": advdm, "aspl": aspl_lite, "encoder": encoder_pgd}
+ENCODER_METHODS = ("encoder",)  # their targets are latent encoders (ridtrain.diffusion.taef2), not diffusers models
 
 
 # ----------------------------------------------------------------------------- files
@@ -106,7 +127,7 @@ def run_attack(images, out, targets, method="advdm", eps_levels=8, side=512, sha
     k, n = parse_shard(shard)
     files = find_images(images)[k::n]
     attack, eps = METHODS[method], eps_levels / 255.0
-    device = targets[0].alphas_cumprod.device
+    device = next(targets[0].parameters()).device
     counts, seconds = {"done": 0, "skipped": 0, "failed": 0}, 0.0
     for path in tqdm(files, desc=f"{method} {shard}"):
         file = delta_path(Path(out) / "deltas", images, path)
