@@ -90,3 +90,27 @@ def test_rid_attack_encoder_writes_protected_photos_and_deltas(corpus, tmp_path)
     assert protected.shape == clean.shape and np.abs(protected.astype(int) - clean).max() <= 8
     bad = CliRunner().invoke(app, ["attack", str(photo), "-o", str(tmp_path / "x"), "-t", str(tmp_path), "--method", "encoder"])
     assert bad.exit_code == 2 and "no TAEF2 encoder" in bad.output
+
+
+def test_rid_eval_measures_encoder_pgd_in_the_latent_space(corpus, tmp_path):
+    """rid eval --latent on encoder-PGD's photos, as a user gets them (8 bits, full size): the latent
+    moves further than under Gaussian noise of the same L2, and every purification is reported."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(corpus / "heldout" / "grace_hopper.jpg", photos / "grace_hopper.jpg")
+    attacked = CliRunner().invoke(app, ["attack", str(photos), "-o", str(tmp_path / "pgd"), "-t", "taef2", "--method", "encoder",
+                                        "--side", "64", "--steps", "10"])
+    assert attacked.exit_code == 0, attacked.output
+    result = CliRunner().invoke(app, ["eval", str(photos), "--protected", str(tmp_path / "pgd" / "images"), "--latent", "taef2",
+                                      "--latent-side", "64", "--purify", "jpeg75", "--purify", "resize0.5"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    latent = report["latent"]
+    shift = latent["shift"]["taef2"]
+    assert latent["side"] == 64 and report["targets"] == {}
+    assert shift["protected"] > 2 * shift["gaussian"] > 0, shift
+    assert set(latent["purified"]) == {"jpeg75", "resize0.5"} and all(v["taef2"] > 0 for v in latent["purified"].values())
+    assert latent["kept_pct"]["jpeg75"]["taef2"] == pytest.approx(100 * latent["purified"]["jpeg75"]["taef2"] / shift["protected"])
+    assert "relative latent shift" in result.stderr
+    neither = CliRunner().invoke(app, ["eval", str(photos), "--protected", str(tmp_path / "pgd" / "images")])
+    assert neither.exit_code == 2 and "-t" in neither.output

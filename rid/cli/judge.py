@@ -59,7 +59,7 @@ def attack(
 @app.command("eval")
 def evaluate(
     images: Path = typer.Argument(..., help="Clean images (file or folder)."),
-    targets: List[str] = typer.Option(..., "--target", "-t", help="Diffusers checkpoint folder; repeat for several."),
+    targets: Optional[List[str]] = typer.Option(None, "--target", "-t", help="Diffusers checkpoint folder; repeat for several."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator to evaluate (bundled name or folder)."),
     protected: Optional[Path] = typer.Option(None, "--protected", help="Or: folder of protected images named like IMAGES."),
     eps: Optional[int] = typer.Option(None, "--eps", help="Bound in 8-bit levels; default the model's (8 for --protected)."),
@@ -77,36 +77,47 @@ def evaluate(
     attacker_model: Optional[str] = typer.Option(
         None, "--attacker-model", help="subtract-public-model, subtract-tile-fit, subtract-code-search: the public model "
         "the attacker runs or reads (default: --model, else the bundled one)."),
+    latents: Optional[List[str]] = typer.Option(
+        None, "--latent", help="Also the relative latent shift |E(x')-E(x)|/|E(x)| in this encoder's latent space "
+        "(repeatable): taef2 (FLUX.2's, vendored) or a folder with taef2_encoder.pth."),
+    latent_side: int = typer.Option(512, "--latent-side", help="The short side photos are encoded at for --latent (the attacker's scale)."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (targets and generator)"),
     dtype: str = typer.Option("float32", "--dtype", help="Target weights: float32, float16 or bfloat16 (GPUs)."),
 ):
     """Adv-SDS objective and denoising MSE on clean, protected, same-L2 Gaussian and uniform +-eps
     inputs; delta L-inf/L2/PSNR/SSIM; seconds per image. Prints JSON; with --purify, also the
-    efficacy kept after each purification, as a table on stderr."""
+    efficacy kept after each purification, as a table on stderr; with --latent, the latent shift."""
     from ridexport.backends import public_protector
     from ridtrain.attacker.evaluate import evaluate as run_eval
-    from ridtrain.attacker.evaluate import kept_table, purify_context, resolve_eps
+    from ridtrain.attacker.evaluate import kept_table, latent_table, purify_context, resolve_eps
     from ridtrain.defender.generators import check_eps, load_generator
+    from ridtrain.diffusion.taef2 import load_encoders
     from ridtrain.diffusion.targets import load_targets
 
-    purifications = purifications or []
+    purifications, targets, latents = purifications or [], targets or [], latents or []
     try:
         if (model is None) == (protected is None):
             raise ValueError("give exactly one of --model or --protected")
+        if not targets and not latents:
+            raise ValueError("give at least one diffusion target (-t) or latent encoder (--latent)")
         if eps is not None:
             check_eps(eps)
         gen = load_generator(model).to(device) if model else None
         context, notes = purify_context(purifications, images, resolve_eps(gen, eps), side, gen,
                                         attacker_model or model or DEFAULT_MODEL, mean_delta_images, mean_delta_protected,
                                         load_public=public_protector)
-        result = run_eval(load_targets(targets, device, torch_dtype(dtype)), images, protected, gen, eps, side, samples, seed,
-                          purifications, context)
+        encoders = dict(zip(latents, load_encoders(latents, device)))
+        result = run_eval(load_targets(targets, device, torch_dtype(dtype)) if targets else [], images, protected, gen, eps, side,
+                          samples, seed, purifications, context, encoders, latent_side)
     except (ValueError, FileNotFoundError, OSError) as err:
         fail(str(err))
     if purifications:
         result["purify_notes"] = notes
-        typer.echo(kept_table(result), err=True)
+        if targets:
+            typer.echo(kept_table(result), err=True)
+    if latents:
+        typer.echo(latent_table(result), err=True)
     text = json.dumps(result, indent=2)
     if json_out:
         json_out.write_text(text + "\n")

@@ -28,6 +28,7 @@ from ridtrain.data import DATA_MULTIPLE, find_images
 from ridtrain.diffusion.sds import adv_sds_loss, denoise_loss
 
 CONDITIONS = ("clean", "protected", "gaussian", "uniform")
+LATENT_SIDE = 512  # the attacker's scale for the latent shift: FLUX.2 personalization reads photos at 512 and up
 PURIFIED_CONDITIONS = ("clean", "protected")  # the noise baselines are reported unpurified only
 MEASURES = ("adv_sds", "denoise_mse")
 
@@ -86,11 +87,14 @@ def resolve_eps(gen, eps_levels: int | None) -> int:
 
 
 def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, side=512, samples=4, seed=0,
-             purifications=(), context: PurifyContext | None = None) -> dict:
+             purifications=(), context: PurifyContext | None = None, encoders: dict | None = None,
+             latent_side: int = LATENT_SIDE) -> dict:
     """Either `gen` (a generator, run through the `rid protect` path) or `protected_dir` (images
     with the same relative names as `images`, any of our output suffixes) gives the protected images.
     `purifications` (names of ridtrain.attacker.purify.PURIFICATIONS, with the `context` the subtracting
-    ones need) are measured on top, with the same draws as the unpurified photos."""
+    ones need) are measured on top, with the same draws as the unpurified photos. `encoders`
+    ({name: latent encoder}, e.g. TAEF2) add the relative latent shift at `latent_side`, the
+    attacker's scale (report["latent"])."""
     from ridtrain.defender.protect import protect_array
 
     if (gen is None) == (protected_dir is None):
@@ -100,6 +104,7 @@ def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, sid
     root, files = Path(images), find_images(images)
     sums = {tg.name: {c: [0.0, 0.0] for c in CONDITIONS} for tg in targets}
     purified = {p: {tg.name: {c: [0.0, 0.0] for c in PURIFIED_CONDITIONS} for tg in targets} for p in purifications}
+    latent = LatentShifts(encoders or {}, purifications, latent_side, len(files))
     stats, seconds = [], 0.0
     for i, path in enumerate(files):
         clean = pixels.load_image(path).rgb
@@ -117,9 +122,12 @@ def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, sid
         inputs = conditions(_working(clean, side), _working(protected, side), eps_levels / 255, noise_gen)
         draws = seed + 7919 * i  # the same (t, n, posterior) for every condition and purification of this image
         _accumulate(sums, targets, inputs, samples, draws, len(files))
+        latent.add(clean, protected, eps_levels, torch.Generator().manual_seed(seed + 1_000_003 * i + 1))
         for name in purifications:
-            inputs = {"clean": _working(purify(clean, name, context), side), "protected": _working(purify(protected, name, context), side)}
+            pair = purify(clean, name, context), purify(protected, name, context)
+            inputs = {"clean": _working(pair[0], side), "protected": _working(pair[1], side)}
             _accumulate(purified[name], targets, inputs, samples, draws, len(files))
+            latent.add_purified(name, *pair)
     report = {
         "images": len(files),
         "eps_levels": eps_levels,
@@ -132,7 +140,51 @@ def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, sid
     if purifications:
         report["purified"] = {name: _as_measures(per) for name, per in purified.items()}
         report["kept_pct"] = kept_pct(report)
+    if encoders:
+        report["latent"] = latent.report()
     return report
+
+
+class LatentShifts:
+    """The relative latent shift |E(x') - E(x)| / |E(x)| of each encoder, mean over the photos: x'
+    protected, or one of the noise baselines of conditions() (drawn at the latent side), and x' and
+    x both purified by each purification. Photos are encoded at `side` (the short side, multiples
+    of the encoders' stride 8), the scale an attacker's model reads them at."""
+
+    def __init__(self, encoders: dict, purifications, side: int, images: int):
+        self.encoders, self.side, self.images = encoders, side, images
+        self.sums = {e: dict.fromkeys(CONDITIONS[1:], 0.0) for e in encoders}
+        self.purified = {p: dict.fromkeys(encoders, 0.0) for p in purifications}
+
+    def _shifts(self, clean: torch.Tensor, others: dict) -> dict:
+        out = {}
+        for name, encoder in self.encoders.items():
+            device = next(encoder.parameters()).device
+            with torch.no_grad():
+                z = encoder(clean.to(device))
+                out[name] = {c: ((encoder(x.to(device)) - z).norm() / z.norm()).item() for c, x in others.items()}
+        return out
+
+    def add(self, clean: np.ndarray, protected: np.ndarray, eps_levels: int, noise_gen: torch.Generator) -> None:
+        if not self.encoders:
+            return
+        inputs = conditions(_working(clean, self.side), _working(protected, self.side), eps_levels / 255, noise_gen)
+        for name, shifts in self._shifts(inputs.pop("clean"), inputs).items():
+            for c, v in shifts.items():
+                self.sums[name][c] += v / self.images
+
+    def add_purified(self, purification: str, clean: np.ndarray, protected: np.ndarray) -> None:
+        if not self.encoders:
+            return
+        for name, shifts in self._shifts(_working(clean, self.side), {"protected": _working(protected, self.side)}).items():
+            self.purified[purification][name] += shifts["protected"] / self.images
+
+    def report(self) -> dict:
+        out = {"measure": "|E(x') - E(x)| / |E(x)|, mean over the photos", "side": self.side, "shift": self.sums}
+        if self.purified:
+            out["purified"] = self.purified
+            out["kept_pct"] = {p: {e: _pct(v, self.sums[e]["protected"]) for e, v in per.items()} for p, per in self.purified.items()}
+        return out
 
 
 def _accumulate(sums: dict, targets, inputs: dict, samples: int, draws: int, images: int) -> None:
@@ -163,6 +215,22 @@ def kept_pct(report: dict) -> dict:
 
 def _pct(value: float, reference: float) -> float | None:
     return 100 * value / reference if reference else None
+
+
+def latent_table(report: dict) -> str:
+    """Rows: the protected photo, the noise baselines of the same size and each purification; per
+    encoder, the relative latent shift (and for purifications the % of the unpurified shift kept)."""
+    latent = report["latent"]
+    encoders = list(latent["shift"])
+    lines = [f"relative latent shift |E(x') - E(x)| / |E(x)| at side {latent['side']}",
+             f"{'input':24}" + "".join(f"{e:>22}" for e in encoders)]
+    for c in CONDITIONS[1:]:
+        lines.append(f"{c:24}" + "".join(f"{latent['shift'][e][c]:.4f}".rjust(22) for e in encoders))
+    for p, per in latent.get("purified", {}).items():
+        kept = latent["kept_pct"][p]
+        cells = [f"{per[e]:.4f} ({'n/a' if kept[e] is None else f'{kept[e]:.1f} %'})" for e in encoders]
+        lines.append(f"{'protected, ' + p:24}" + "".join(c.rjust(22) for c in cells))
+    return "\n".join(lines)
 
 
 def kept_table(report: dict, measure: str = "denoise_mse") -> str:
