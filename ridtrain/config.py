@@ -63,6 +63,16 @@ class TrainConfig(YamlConfig):
     eps: int = 8  # 8-bit levels: 8 means 8/255 on the [0,1] scale
     # targets: diffusers checkpoint folders (or hub ids when online)
     targets: list = field(default_factory=list)
+    # latent encoders (ridtrain.diffusion.taef2: "taef2" or a folder): latent_weight * their latent
+    # loss (the negated squared relative shift, or with latent_target_seed the pull toward a fixed
+    # random latent) joins the targets' Adv-SDS
+    latent_targets: list = field(default_factory=list)
+    latent_weight: float = 1.0
+    # l2_weight * mean(delta²) / eps²: keeps tanh out of saturation (a run without it can stall)
+    l2_weight: float = 0.0
+    # std of the generator head's initial weights (0: zero, delta = 0 at the start). The squared
+    # latent shift has no gradient at delta = 0, so a run against latent encoders needs a start off it
+    head_init_std: float = 0.0
     target_dtype: str = "float32"  # float16/bfloat16 on GPUs
     t_min: int = 0
     t_max: int | None = None  # None: the whole schedule

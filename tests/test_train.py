@@ -300,3 +300,24 @@ def test_the_tile_fit_augmentation_removes_a_real_generators_tiles():
         delta = gen(torch.rand(2, 3, 32, 48), 8 / 255)
         left = augment_subtract_tile_fit(delta, gen.tile_basis(), 1.0, gen.config.pattern)
     assert delta.abs().max() > 0 and left.norm() < 1e-3 * delta.norm()
+
+
+def test_a_stride_8_generator_trains_against_a_latent_encoder_alone(cfg, tmp_path):
+    """TAEF2 as the only target (issue 23): the latent loss and the delta penalty are logged, the
+    head starts off zero (the squared shift has no gradient at delta = 0) and moves."""
+    from ridtrain.defender.generators import build_generator
+
+    stride8 = {"unshuffle": 8, "channels": [16], "blocks": [1], "up_blocks": []}
+    assert build_generator("rid-s", **stride8).stride == 8
+    cfg.targets, cfg.latent_targets, cfg.arch_overrides = [], ["taef2"], stride8
+    cfg.l2_weight, cfg.head_init_std, cfg.side, cfg.crop, cfg.steps = 1.5, 1e-2, 64, 32, 3
+    final = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["latent"] < 0 and r["sds"] == 0 and r["delta_sq"] > 0 for r in rows), rows
+    assert json.loads((final / "model_card.json").read_text())["trained_against"] == ["taef2"]
+    gen = load_generator(final)
+    assert gen.stride == 8 and head(final).abs().max() > 0
+    cfg.latent_targets = []
+    with pytest.raises(ValueError, match="no targets"):
+        train(cfg)

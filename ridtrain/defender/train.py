@@ -27,9 +27,21 @@ from ridtrain.data import CropDataset
 from ridtrain.defender.augment import robustness_augment
 from ridtrain.defender.generators import build_generator
 from ridtrain.diffusion.sds import ensemble_sds_loss
+from ridtrain.diffusion.taef2 import latent_loss, load_encoders
 from ridtrain.diffusion.targets import load_targets
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def ensemble_latent_loss(encoders, x, x_adv):
+    """The mean over latent encoders of their latent loss (ridtrain.diffusion.taef2): the negated
+    squared relative shift of the attacked, augmented photo's latent from the clean crop's."""
+    total = 0.0
+    for encoder in encoders:
+        with torch.no_grad():
+            clean = encoder(x)
+        total = total + latent_loss(encoder, x_adv, clean)
+    return total / len(encoders)
 
 
 def regression_loss(delta, delta_pgd, has_delta):
@@ -124,8 +136,9 @@ def save_generator(gen, cfg: TrainConfig, folder: Path, step: int) -> None:
     gen.save_pretrained(folder)
     cfg.save(folder / "train_config.yaml")
     card = {
-        "summary": f"{cfg.arch} trained with Adv-SDS for {step} steps at eps={cfg.eps} against {len(cfg.targets)} target(s).",
-        "trained_against": [str(t) for t in cfg.targets],
+        "summary": f"{cfg.arch} trained for {step} steps at eps={cfg.eps} against {len(cfg.targets)} diffusion target(s) "
+                   f"(Adv-SDS) and {len(cfg.latent_targets)} latent encoder(s).",
+        "trained_against": [str(t) for t in [*cfg.targets, *cfg.latent_targets]],
         "data": str(cfg.data),
     }
     (folder / "model_card.json").write_text(json.dumps(card, indent=2))
@@ -158,11 +171,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     output = Path(cfg.output)
 
     gen = build_generator(cfg.arch, eps=cfg.eps, working_side=cfg.side, **cfg.arch_overrides)
+    if cfg.head_init_std and not cfg.init_from and not resume:
+        torch.nn.init.normal_(gen.head.weight, std=cfg.head_init_std)
     if cfg.init_from and not resume:
         warm_start(gen, cfg.init_from)
-    if not cfg.targets:
-        raise ValueError("config names no targets")
+    if not cfg.targets and not cfg.latent_targets:
+        raise ValueError("config names no targets (targets or latent_targets)")
     targets = load_targets(cfg.targets, device=accelerator.device, dtype=DTYPES[cfg.target_dtype])
+    encoders = load_encoders(cfg.latent_targets, device=accelerator.device)
     data = CropDataset(cfg.data, cfg.side, cfg.crop, cfg.crop_scale, cfg.flip, cfg.color_jitter, cfg.pgd_deltas)
     loader = DataLoader(data, batch_size=cfg.batch, shuffle=True, drop_last=len(data) >= cfg.batch, num_workers=cfg.num_workers)
     opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -195,10 +211,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     attacked = augment_subtract_tile_fit(attacked, plain.tile_basis(), cfg.aug_tile_fit_prob, plain.config.pattern)
                 x_prot = augment_subtract_public_model(gen, (x + attacked).clamp(0, 1), eps, cfg.aug_subtract_prob)
                 x_adv = robustness_augment(x_prot, cfg)
-                sds = ensemble_sds_loss(targets, x_adv, t_range=t_range)
+                sds = ensemble_sds_loss(targets, x_adv, t_range=t_range) if targets else delta.new_zeros(())
+                lat = ensemble_latent_loss(encoders, x, x_adv) if encoders else delta.new_zeros(())
                 reg = regression_loss(delta, delta_pgd, has_delta)
                 div = seed_diversity_loss(delta, gen(x, eps)) if cfg.diversity_weight else delta.new_zeros(())
-                loss = sds + cfg.pgd_lambda * reg + cfg.diversity_weight * div
+                size = delta.float().pow(2).mean() / eps**2
+                loss = sds + cfg.latent_weight * lat + cfg.pgd_lambda * reg + cfg.diversity_weight * div + cfg.l2_weight * size
             opt.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if cfg.grad_clip:
@@ -207,12 +225,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             sched.step()
             step += 1
 
-            loss, sds, reg, div = (accelerator.reduce(v.detach(), "mean").item() for v in (loss, sds, reg, div))
+            loss, sds, lat, reg, div, size = (accelerator.reduce(v.detach(), "mean").item() for v in (loss, sds, lat, reg, div, size))
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4g}")
             if metrics:
                 now = time.perf_counter()
-                row = {"step": step, "loss": loss, "sds": sds, "reg": reg, "div": div, "lr": sched.get_last_lr()[0], "sec": now - tic}
+                row = {"step": step, "loss": loss, "sds": sds, "latent": lat, "reg": reg, "div": div, "delta_sq": size,
+                       "lr": sched.get_last_lr()[0], "sec": now - tic}
                 tic = now
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
