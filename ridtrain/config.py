@@ -54,7 +54,7 @@ class YamlConfig:
 
 @dataclass
 class TrainConfig(YamlConfig):
-    OPTIONAL: ClassVar[dict] = {"pgd_deltas": str, "t_max": int, "init_from": str}
+    OPTIONAL: ClassVar[dict] = {"pgd_deltas": str, "t_max": int, "init_from": str, "latent_target_seed": int}
 
     # generator
     arch: str = "rid-s"
@@ -64,10 +64,11 @@ class TrainConfig(YamlConfig):
     # targets: diffusers checkpoint folders (or hub ids when online)
     targets: list = field(default_factory=list)
     # latent encoders (ridtrain.diffusion.taef2: "taef2" or a folder): latent_weight * their latent
-    # loss (the negated squared relative shift, or with latent_target_seed the pull toward a fixed
-    # random latent) joins the targets' Adv-SDS
+    # loss joins the targets' Adv-SDS: the negated squared relative shift, or, with
+    # latent_target_seed, the pull toward the latent of a fixed texture (taef2.target_texture)
     latent_targets: list = field(default_factory=list)
     latent_weight: float = 1.0
+    latent_target_seed: int | None = None
     # l2_weight * mean(delta²) / eps²: keeps tanh out of saturation (a run without it can stall)
     l2_weight: float = 0.0
     # std of the generator head's initial weights (0: zero, delta = 0 at the start). The squared

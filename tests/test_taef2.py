@@ -114,3 +114,16 @@ def test_rid_eval_measures_encoder_pgd_in_the_latent_space(corpus, tmp_path):
     assert "relative latent shift" in result.stderr
     neither = CliRunner().invoke(app, ["eval", str(photos), "--protected", str(tmp_path / "pgd" / "images")])
     assert neither.exit_code == 2 and "-t" in neither.output
+
+
+def test_the_targeted_loss_pulls_toward_a_fixed_texture(encoder, hopper):
+    from ridtrain.diffusion.taef2 import latent_loss, target_texture
+
+    small, large = target_texture((1, 3, 72, 64), 0), target_texture((2, 3, 136, 200), 0)
+    assert torch.equal(small, large[:1, :, :72, :64]) and torch.equal(large[0], large[1])  # one texture at every size
+    assert not torch.equal(small, target_texture((1, 3, 72, 64), 1))
+    with torch.no_grad():
+        clean, target = encoder(hopper), encoder(small)
+        assert latent_loss(encoder, small, clean, target).item() == pytest.approx(0, abs=1e-6)
+        halfway = latent_loss(encoder, (hopper + small) / 2, clean, target).item()
+        assert 0 < halfway < latent_loss(encoder, hopper, clean, target).item()

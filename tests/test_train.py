@@ -318,6 +318,10 @@ def test_a_stride_8_generator_trains_against_a_latent_encoder_alone(cfg, tmp_pat
     assert json.loads((final / "model_card.json").read_text())["trained_against"] == ["taef2"]
     gen = load_generator(final)
     assert gen.stride == 8 and head(final).abs().max() > 0
+    cfg.latent_target_seed, cfg.steps, cfg.output = 0, 1, str(tmp_path / "targeted")  # the pull toward a texture's latent
+    train(cfg)
+    (row,) = [json.loads(line) for line in (tmp_path / "targeted" / "metrics.jsonl").read_text().splitlines()]
+    assert row["latent"] > 0  # a distance to the target, not a negated shift
     cfg.latent_targets = []
     with pytest.raises(ValueError, match="no targets"):
         train(cfg)

@@ -27,20 +27,22 @@ from ridtrain.data import CropDataset
 from ridtrain.defender.augment import robustness_augment
 from ridtrain.defender.generators import build_generator
 from ridtrain.diffusion.sds import ensemble_sds_loss
-from ridtrain.diffusion.taef2 import latent_loss, load_encoders
+from ridtrain.diffusion.taef2 import latent_loss, load_encoders, target_texture
 from ridtrain.diffusion.targets import load_targets
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def ensemble_latent_loss(encoders, x, x_adv):
+def ensemble_latent_loss(encoders, x, x_adv, target_seed: int | None = None):
     """The mean over latent encoders of their latent loss (ridtrain.diffusion.taef2): the negated
-    squared relative shift of the attacked, augmented photo's latent from the clean crop's."""
+    squared relative shift of the attacked, augmented photo's latent from the clean crop's; or,
+    with `target_seed`, its squared distance to the latent of that seed's fixed texture."""
     total = 0.0
     for encoder in encoders:
         with torch.no_grad():
             clean = encoder(x)
-        total = total + latent_loss(encoder, x_adv, clean)
+            target = None if target_seed is None else encoder(target_texture(x.shape, target_seed).to(x))
+        total = total + latent_loss(encoder, x_adv, clean, target)
     return total / len(encoders)
 
 
@@ -212,7 +214,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 x_prot = augment_subtract_public_model(gen, (x + attacked).clamp(0, 1), eps, cfg.aug_subtract_prob)
                 x_adv = robustness_augment(x_prot, cfg)
                 sds = ensemble_sds_loss(targets, x_adv, t_range=t_range) if targets else delta.new_zeros(())
-                lat = ensemble_latent_loss(encoders, x, x_adv) if encoders else delta.new_zeros(())
+                lat = ensemble_latent_loss(encoders, x, x_adv, cfg.latent_target_seed) if encoders else delta.new_zeros(())
                 reg = regression_loss(delta, delta_pgd, has_delta)
                 div = seed_diversity_loss(delta, gen(x, eps)) if cfg.diversity_weight else delta.new_zeros(())
                 size = delta.float().pow(2).mean() / eps**2

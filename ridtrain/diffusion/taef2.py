@@ -109,3 +109,12 @@ def latent_loss(encoder: nn.Module, x_adv: torch.Tensor, z_clean: torch.Tensor, 
 def load_encoders(names, device="cpu") -> list[nn.Sequential]:
     """Encoders by name: "taef2" (the vendored one) or a folder holding taef2_encoder.pth."""
     return [load_taef2("encoder", FOLDER if str(name) == "taef2" else name, device) for name in names]
+
+
+def target_texture(shape, seed: int, period: int = 64) -> torch.Tensor:
+    """The fixed image a targeted latent loss pulls toward (as Mist and PhotoGuard pull toward a
+    target image's latent): a period x period tile of uniform noise drawn from `seed`, repeated over
+    `shape` (N, 3, H, W), so that one seed gives the same texture at every size."""
+    n, c, h, w = shape
+    tile = torch.rand(1, c, period, period, generator=torch.Generator().manual_seed(seed))
+    return tile.repeat(n, 1, -(-h // period), -(-w // period))[:, :, :h, :w]
