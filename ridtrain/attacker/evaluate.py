@@ -26,6 +26,7 @@ from ridtrain.attacker.purify import (CODE_SEARCH_STARTS, CODE_SEARCH_STEPS, MEA
                                       mean_working_delta, public_tiles, purify)
 from ridtrain.data import DATA_MULTIPLE, find_images
 from ridtrain.diffusion.sds import adv_sds_loss, denoise_loss
+from ridtrain.diffusion.taef2 import latent_shift
 
 CONDITIONS = ("clean", "protected", "gaussian", "uniform")
 LATENT_SIDE = 512  # the attacker's scale for the latent shift: FLUX.2 personalization reads photos at 512 and up
@@ -162,7 +163,7 @@ class LatentShifts:
             device = next(encoder.parameters()).device
             with torch.no_grad():
                 z = encoder(clean.to(device))
-                out[name] = {c: ((encoder(x.to(device)) - z).norm() / z.norm()).item() for c, x in others.items()}
+                out[name] = {c: latent_shift(z, encoder(x.to(device))).item() for c, x in others.items()}  # one photo
         return out
 
     def add(self, clean: np.ndarray, protected: np.ndarray, eps_levels: int, noise_gen: torch.Generator) -> None:

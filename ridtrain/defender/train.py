@@ -41,7 +41,7 @@ def ensemble_latent_loss(encoders, x, x_adv, target_seed: int | None = None):
     for encoder in encoders:
         with torch.no_grad():
             clean = encoder(x)
-            target = None if target_seed is None else encoder(target_texture(x.shape, target_seed).to(x))
+            target = None if target_seed is None else encoder(target_texture((1, *x.shape[1:]), target_seed).to(x))  # one, broadcast
         total = total + latent_loss(encoder, x_adv, clean, target)
     return total / len(encoders)
 

@@ -91,7 +91,11 @@ def load_taef2(part: str = "encoder", folder: str | Path = FOLDER, device="cpu")
 def relative_shift(encoder: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     """|E(x') - E(x)| / |E(x)| for each photo of x (N, 3, H, W) in [0, 1]: (N,)."""
     with torch.no_grad():
-        z, z_adv = encoder(x), encoder(x_adv)
+        return latent_shift(encoder(x), encoder(x_adv))
+
+
+def latent_shift(z: torch.Tensor, z_adv: torch.Tensor) -> torch.Tensor:
+    """|z' - z| / |z| per photo of latents (N, C, h, w): (N,). The one measure of protection here."""
     return (z_adv - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1)
 
 
