@@ -63,6 +63,9 @@ class TrainConfig(YamlConfig):
     eps: int = 8  # 8-bit levels: 8 means 8/255 on the [0,1] scale
     # targets: diffusers checkpoint folders (or hub ids when online)
     targets: list = field(default_factory=list)
+    # the scale at which the targets see a crop: a generator working at side 512 against proxies that
+    # were trained at 128 trains them on crops resized by 0.25, as rid eval --side 128 shows them photos
+    target_scale: float = 1.0
     # latent encoders (ridtrain.diffusion.taef2: "taef2" or a folder): latent_weight * their latent
     # loss joins the targets' Adv-SDS: the negated squared relative shift, or, with
     # latent_target_seed, the pull toward the latent of a fixed texture (taef2.target_texture)
@@ -85,6 +88,7 @@ class TrainConfig(YamlConfig):
     flip: bool = True
     color_jitter: float = 0.1  # brightness/contrast/saturation amplitude; 0 disables
     num_workers: int = 0
+    cache_images: bool = False  # keep each decoded working image: a small corpus of large photos decodes once
     # regulariser: lambda * ||delta(x) - delta_pgd(x)||² on images with a precomputed delta
     pgd_deltas: str | None = None
     pgd_lambda: float = 0.0

@@ -1,40 +1,29 @@
 #!/usr/bin/env bash
-# Rebuild the bundled default model from scratch on a CPU. Not yet run end to end in one go: its
-# steps, run one by one on 2 cores, took about 32 min (the first three proxies), 3 (AdvDM deltas),
-# 13 (stage 1, 3000 steps); then, on 2026-12-02 and partly sharing the cores, about 25 min each for
-# proxy-c and proxy-heldout-vae, 18 (stage 2, 1500 steps, 0.5 s a step alone), 7 (stage 3, 750
-# steps), 1.5 (export), 12 (AdvDM-200 on two photos and AdvDM-10 on 16, alone) and 17 (the report's
-# evaluations, cut as in docs/efficacy/README.md); in a later session the same day, 15 min each for
-# stages 4 and 5 (1500 steps each, alone). Run nothing else meanwhile: two jobs on 2 cores
-# oversubscribe the threads and slow each other by far more than half.
-# corpus -> five proxy LDMs (scripts/train_proxies.sh; proxy-c and proxy-heldout-vae have VAEs of their own)
-# -> stage 1: the deterministic rid-s with its tile against proxies A and B (configs/default-base.yaml, with
-# AdvDM deltas of 6 training photos for its regulariser) -> stage 2: grown a random code and trained against
-# A, B and C (configs/default.yaml) -> stage 3: a stronger pull to seed-dependence (configs/default-seeds.yaml)
-# -> stage 4: tiles scaled cell by cell by secret waves, with the one-photo periodic-mean attack as augmentation
-# (configs/default-field.yaml) -> stage 5: the same, trained on (configs/default-field-long.yaml) -> bundled with its card -> export -> efficacy report (with the
-# purification set; held-out proxies reported one by one) -> mini personalization test -> card with the
-# figures -> export again (the manifest carries the card).
+# Rebuild the bundled default model (rid-taef2-s) from scratch on a CPU. Its stages, as run on 2 cores
+# (AMD EPYC with AVX512-BF16; the later stages use bf16 autocast) on 2026-12-03/04, each sharing the
+# cores with one other job: 15 min (stage 1, 700 steps, on the corpus before mate-backgrounds joined
+# it), about 60 (stage 2, 2000 steps) and 15 (stage 3, 600 steps); encoder PGD-50 and PGD-200 on the
+# 3 held-out photos took 8 and about 75 min and are kept in bench/cache/encoder-pgd, so the report
+# reuses them. Proxies: scripts/train_proxies.sh (about 80 min; they are committed).
+# corpus (scikit-image, matplotlib, Debian's mate-backgrounds) -> stage 1: a stride-8 rid-s against TAEF2 alone
+# (configs/taef2-s.yaml) -> stage 2: TAEF2 and three proxies (configs/taef2-ensemble.yaml) -> stage 3: the wave
+# field and the periodic-mean attack (configs/taef2-field.yaml) -> bundled -> export -> efficacy report (the
+# TAEF2 table; the proxy table) -> card with the figures -> export again (the manifest carries the card).
+# The previous default (rid-s-proxy, trained against the proxies alone) came from configs/default*.yaml; see
+# this script's history.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rid=.venv/bin/rid py=.venv/bin/python P=ridtrain/weights/proxies
-./scripts/train_proxies.sh
-mkdir -p runs/default/pgd-subset  # the stage-1 regulariser's AdvDM deltas, for 6 of the 18 training photos
-for f in astronaut.png chelsea.png coffee.png horse.png motorcycle_left.png camera.png; do cp runs/corpus/train/$f runs/default/pgd-subset/; done
-$rid attack runs/default/pgd-subset -o runs/default/advdm-train -t $P/proxy-a -t $P/proxy-b --method advdm --steps 50 --side 128
+[ -d $P/proxy-a ] || ./scripts/train_proxies.sh
+$rid data build-corpus runs/corpus
 train() { if [ -d "$2" ]; then $rid train --config "$1" output="$2" --resume; else $rid train --config "$1" output="$2"; fi; }
-train configs/default-base.yaml runs/default-base/train
-train configs/default.yaml runs/default/train
-train configs/default-seeds.yaml runs/default-seeds/train
-train configs/default-field.yaml runs/default-field/train
-train configs/default-field-long.yaml runs/default-field-long/train
-$py scripts/bundle_default.py runs/default-field-long/train/final ridtrain/weights/default
+train configs/taef2-s.yaml runs/taef2-s
+train configs/taef2-ensemble.yaml runs/taef2-ensemble
+train configs/taef2-field.yaml runs/taef2-field
+$py scripts/bundle_default.py runs/taef2-field/final ridtrain/weights/default
 $rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout
-$py bench/efficacy_report.py --model default -t $P/proxy-a -t $P/proxy-b -t $P/proxy-c \
-  --heldout-target $P/proxy-heldout --heldout-target $P/proxy-heldout-vae \
+$py bench/efficacy_report.py --model default --latent taef2 -t $P/proxy-a -t $P/proxy-b -t $P/proxy-c \
+  --heldout-target $P/proxy-heldout --heldout-target $P/proxy-heldout-vae --transforms none \
   --images runs/corpus/heldout --out docs/efficacy --work runs/efficacy --no-aspl --advdm-steps 200
-$py bench/recipe_trials.py --parts ridtrain/weights/default -t $P/proxy-a --steps 0
-$py bench/personalization_report.py --base $P/proxy-heldout-vae -t $P/proxy-a -t $P/proxy-b -t $P/proxy-c \
-  --out docs/personalization --work runs/personalization
-$py scripts/bundle_default.py runs/default-field-long/train/final ridtrain/weights/default docs/efficacy/efficacy.json
+$py scripts/bundle_default.py runs/taef2-field/final ridtrain/weights/default docs/efficacy/efficacy.json docs/efficacy/latent.json
 $rid export ridtrain/weights/default -o ridtrain/weights/default/onnx --photos runs/corpus/heldout

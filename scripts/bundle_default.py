@@ -1,11 +1,12 @@
 """Copy a trained generator into the package as the bundled default, with an honest model card.
 
-    python scripts/bundle_default.py runs/default/train/final ridtrain/weights/default [docs/efficacy/efficacy.json]
+    python scripts/bundle_default.py runs/taef2-field/final ridtrain/weights/default \\
+        [docs/efficacy/efficacy.json [docs/efficacy/latent.json]]
 
-The card says what the weights were trained against (the proxies, from their own configs), on what
-data, and that they were NOT trained against Stable Diffusion. Given the efficacy report, it
-quotes its headline figures, and those of bench/eps_levels.py when eps_levels.json lies beside it;
-`rid export` copies the card into the manifest.
+The card says what the weights were trained against (TAEF2, FLUX.2's distilled encoder; the proxies,
+from their own configs), on what data, and that they were NOT trained against Stable Diffusion or the
+full FLUX.2 pipeline. Given the efficacy report's proxy and latent tables, it quotes their figures,
+and its plain sentences quote the latent one; `rid export` copies the card into the manifest.
 """
 
 import json
@@ -17,27 +18,63 @@ import yaml
 
 from ridtrain.defender.generators import count_params, load_generator, round_weights_to_fp16
 
-NAME = "rid-s-proxy"
+NAME = "rid-taef2-s"
 # The web app leads with these two sentences (the manifest's `plain`): words for the person
-# protecting photos, with nothing this model has not shown.
-PLAIN = {
-    "protects": "This model adds a small, limited change to each photo, meant to spoil image generators that someone "
-                "trains on your photos (with DreamBooth or LoRA) to make new pictures of you.",
-    "limits": "It was trained and tested only against small test models made by this project, not against Stable "
-              "Diffusion, FLUX or any real image generator, so it gives no assurance against them.",
-}
+# protecting photos, with nothing this model has not shown. `limits` quotes the measured figures.
+PROTECTS = ("This model adds a small, limited change to each photo, meant to spoil image generators that someone trains "
+            "on your photos (with DreamBooth or LoRA) to make new pictures of you: it pushes the photo away from how "
+            "FLUX.2's image encoder sees it.")
+LIMITS = ("It was trained against a public, distilled copy of FLUX.2's image encoder and against small test models made "
+          "by this project, not against a full FLUX.2 or Stable Diffusion fine-tune, so it gives no assurance that such "
+          "a fine-tune is spoiled.")
 SUMMARY = (
-    "rid-s (with learned 16-px tiles) made randomised: every protection draws a fresh secret seed whose code "
-    "modulates the net, mixes tiles and scales them cell by cell with secret waves (so they do not repeat), so the "
-    "perturbation depends on the photo and on that draw. Trained in {stages} stages ({steps} steps; the first "
-    "deterministic) with Adv-SDS, then a seed-diversity term and two attacks as augmentation (subtracting the public "
-    "model's output; subtracting the photo's own mean 16-px cell), and JPEG/resize throughout, at a {side}-px working side (the "
-    "proxies' scale: photos are protected "
-    "at that size, and the perturbation is enlarged to the photo), "
-    "against {count} small latent diffusion models with {vaes} different VAEs that this project trained from scratch "
-    "on CPUs on 18 sample photos from scikit-image and matplotlib (proxies; see trained_against). It was NOT trained "
-    "against Stable Diffusion or any real personalization model and gives no assurance against them."
+    "rid-s at FLUX.2's encoder stride (8x8 pixel-unshuffle, one level of 96 channels), randomised: every protection "
+    "draws a fresh secret seed whose code modulates the net and draws plane waves across the photo, so the "
+    "perturbation depends on the photo and on that draw and does not repeat on flat backgrounds. It works at a "
+    "{side}-px working side (the scale attackers fine-tune at). Trained in {stages} stages ({steps} steps) on "
+    "128-px crops taken at that scale: against TAEF2, a public distilled copy of FLUX.2's VAE encoder (pushing the "
+    "photo's latent away from the clean one), then also with Adv-SDS against {count} small latent diffusion models "
+    "that this project trained on CPUs (proxies, shown each crop at a quarter of its scale, as they work at 128 px), "
+    "with JPEG/resize, subtracting the public model's output and subtracting the photo's own periodic mean as "
+    "augmentation. It was NOT trained against Stable Diffusion or the full FLUX.2 pipeline (only FLUX.2's encoder, "
+    "distilled) and gives no assurance against them."
 )
+
+
+def latent_entry(name: str) -> dict:
+    from ridtrain.diffusion.taef2 import FOLDER, SHA256
+
+    if str(name) != "taef2":
+        return {"path": str(name), "kind": "latent encoder (taef2 layout)"}
+    return {"name": "TAEF2", "path": "ridtrain/weights/taef2",
+            "kind": "real model's encoder: FLUX.2's VAE encoder, distilled (TAESD project, MIT)",
+            "sha256": SHA256["encoder"], "license": (Path(FOLDER) / "LICENSE").read_text().splitlines()[0]}
+
+
+def latent_summary(latent: dict) -> dict:
+    """The card's TAEF2 figures from bench/efficacy_report.py's latent.json."""
+    out = {"measure": "relative latent shift |E(x') - E(x)| / |E(x)|", "side": latent["side"], "eps_levels": latent["eps_levels"],
+           "photos": latent["images"], "reference": latent["reference"]}
+    for name, rows in latent["rows"].items():
+        rid, ref = rows["RID"], rows[latent["reference"]]
+        out[name] = {"shift": {m: r["shift"] for m, r in rows.items()},
+                     "rid_pct_of_reference": 100 * rid["shift"] / ref["shift"],
+                     "rid_over_noise_of_same_l2": rid["shift"] / rid["gaussian_same_l2"],
+                     "rid_kept_pct": rid["kept_pct"], "reference_kept_pct": ref["kept_pct"],
+                     "psnr": {m: r["psnr"] for m, r in rows.items() if "psnr" in r},
+                     "ssim": {m: r["ssim"] for m, r in rows.items() if "ssim" in r},
+                     "speed_ratio_reference_over_rid": ref["seconds"] / rid["seconds"]}
+    return out
+
+
+def plain_sentences(latent: dict | None) -> dict:
+    limits = LIMITS
+    if latent:
+        fig = latent_summary(latent)["taef2"]
+        limits += (f" In our tests on {len(latent['images'])} photos it moved that encoder's reading of a photo "
+                   f"{fig['rid_over_noise_of_same_l2']:.1f} times as far as random noise of the same size does, and "
+                   f"{fig['rid_pct_of_reference']:.0f} % as far as a slow per-photo optimisation.")
+    return {"protects": PROTECTS, "limits": limits}
 
 
 def proxy_entry(path: str) -> dict:
@@ -79,10 +116,22 @@ def training_stages(folder: Path, dst: Path) -> list[dict]:
             return json.loads(card.read_text())["stages"] + chain
 
 
-def main(src: str, dst: str, efficacy: str | None = None) -> None:
+def corpus_words(data: str) -> str:
+    manifest = Path(data).parent / "corpus.json"
+    if not manifest.is_file():
+        return f"the photos in {data}"
+    corpus = json.loads(manifest.read_text())
+    sources = sorted({e["source"] for e in corpus["images"]})
+    return (f"{corpus['counts']['train']} photos shipped by {', '.join(sources)} (rid data build-corpus, train split; "
+            f"sources and licenses in its corpus.json); the {corpus['counts']['heldout']} held-out photos were never "
+            "seen by the proxies or the generator")
+
+
+def main(src: str, dst: str, efficacy: str | None = None, latent: str | None = None) -> None:
     src_dir, dst_dir = Path(src), Path(dst)
     cfg = yaml.safe_load((src_dir / "train_config.yaml").read_text())
     chain = training_stages(src_dir, dst_dir)
+    latent_report = json.loads(Path(latent).read_text()) if latent else None
     tmp = dst_dir.with_name(dst_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -95,31 +144,30 @@ def main(src: str, dst: str, efficacy: str | None = None) -> None:
     card = {
         "name": NAME,
         "summary": SUMMARY.format(stages=len(chain), steps=" + ".join(str(c["steps"]) for c in chain), side=cfg["side"],
-                                  count=len(cfg["targets"]), vaes=len(vae_sources(cfg["targets"]))),
-        "plain": PLAIN,
-        "stages": [{"steps": c["steps"], "targets": c["targets"], "arch_overrides": c.get("arch_overrides", {}),
-                    "diversity_weight": c.get("diversity_weight", 0.0), "aug_subtract_prob": c.get("aug_subtract_prob", 0.0),
-                    "aug_periodic_mean_prob": c.get("aug_periodic_mean_prob", 0.0), "aug_tile_fit_prob": c.get("aug_tile_fit_prob", 0.0)}
+                                  count=len(cfg["targets"])),
+        "plain": plain_sentences(latent_report),
+        "stages": [{"steps": c["steps"], "targets": c["targets"], "latent_targets": c.get("latent_targets", []),
+                    "data": c["data"], "arch_overrides": c.get("arch_overrides", {}), "target_scale": c.get("target_scale", 1.0),
+                    "aug_subtract_prob": c.get("aug_subtract_prob", 0.0), "aug_periodic_mean_prob": c.get("aug_periodic_mean_prob", 0.0)}
                    for c in chain],
         "arch": cfg["arch"],
         "eps_levels": cfg["eps"],
         "working_side": cfg["side"],
-        "trained_against": [proxy_entry(t) for t in cfg["targets"]],
-        "data": "18 sample photos shipped by scikit-image and matplotlib (rid data build-corpus, train split); "
-                "the 3 held-out photos were never seen by the proxies or the generator",
-        "real_models_trained_against": [],
+        "trained_against": [latent_entry(t) for t in cfg.get("latent_targets", [])] + [proxy_entry(t) for t in cfg["targets"]],
+        "data": corpus_words(cfg["data"]),
+        "real_models_trained_against": [e["name"] + ": " + e["kind"] for e in map(latent_entry, cfg.get("latent_targets", []))],
         "train_against_real_sd": "accelerate launch -m rid.cli train --config configs/sd-ensemble.yaml",
         "reproduce": "scripts/build_default.sh",
         "weights": "rounded to the nearest fp16 values (kept as float32): the fp16-stored web file is lossless",
-        "efficacy": json.loads(Path(efficacy).read_text())["headline"] if efficacy else "not measured yet (bench/efficacy_report.py)",
+        "efficacy": {
+            "taef2": latent_summary(latent_report) if latent_report else "not measured yet (bench/efficacy_report.py --latent taef2)",
+            "proxies": json.loads(Path(efficacy).read_text())["headline"] if efficacy else "not measured yet (bench/efficacy_report.py -t ...)",
+        },
     }
-    levels = Path(efficacy).with_name("eps_levels.json") if efficacy else None
-    if levels and levels.is_file():  # bench/eps_levels.py: eps as input against one model per eps
-        card["eps_as_input"] = {eps: row["pct_of_advdm"] for eps, row in json.loads(levels.read_text())["levels"].items()}
     (tmp / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     shutil.rmtree(dst_dir, ignore_errors=True)
     tmp.rename(dst_dir)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

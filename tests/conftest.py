@@ -9,10 +9,10 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
-    from ridtrain.corpus import build_corpus
+    from ridtrain.corpus import PYTHON_SOURCES, build_corpus
 
     root = tmp_path_factory.mktemp("corpus")
-    build_corpus(root)
+    build_corpus(root, PYTHON_SOURCES)  # the Debian photos are for training runs, not tests
     return root
 
 
@@ -75,6 +75,8 @@ def perturbed_generator(tmp_path_factory):
             torch.nn.init.normal_(gen.tile, std=0.5 / PATTERN_GAIN)
         if gen.code_dim:  # the code moves the features and draws a tile: delta depends on it
             torch.nn.init.normal_(gen.code_embed[2].weight, std=0.2)
+            if hasattr(gen, "wave_proj"):
+                torch.nn.init.normal_(gen.wave_proj.weight, std=0.2)
             if hasattr(gen, "code_tile_bank"):
                 torch.nn.init.normal_(gen.code_tile_bank, std=0.5 / PATTERN_GAIN)
         if fp16_exact:

@@ -181,6 +181,25 @@ def test_the_tile_field_needs_a_tile_and_enough_code():
     assert field.state_dict().keys() == plain.state_dict().keys()  # a repeating-tile generator's weights fit as they are
 
 
+def test_the_wave_field_varies_delta_from_cell_to_cell_on_a_flat_patch():
+    gen = build_generator("rid-s", unshuffle=8, channels=(16,), blocks=(1,), up_blocks=(), code_dim=16, wave_field=5)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(gen.head.weight, std=0.05)
+    flat, code = torch.full((1, 3, 64, 96), 0.5), gen.random_code(1)
+    cell = lambda d, i, j: d[..., 8 * i:8 * i + 8, 8 * j:8 * j + 8]  # noqa: E731
+    with torch.no_grad():
+        plain = gen(flat, code=code)  # the field starts at zero: a flat patch gives one delta cell, repeated
+        assert torch.equal(cell(plain, 2, 3), cell(plain, 5, 8)) and plain.abs().max() > 0
+        torch.nn.init.normal_(gen.wave_proj.weight, std=0.5)
+        waved = gen(flat, code=code)
+        assert not torch.allclose(cell(waved, 2, 3), cell(waved, 5, 8))
+        assert not torch.allclose(waved, gen(flat, code=gen.random_code(1)))  # the waves are the code's
+    with pytest.raises(ValueError, match=r"code_dim >= 3 \* wave_field = 15"):
+        build_generator("rid-s", code_dim=8, wave_field=5)
+    plain_keys = build_generator("rid-s", code_dim=16).state_dict().keys()
+    assert set(plain_keys) < set(build_generator("rid-s", code_dim=16, wave_field=5).state_dict())  # init_from a plain one
+
+
 def test_a_randomised_generator_saves_and_loads(tmp_path):
     gen = randomised()
     gen.save_pretrained(tmp_path)

@@ -34,7 +34,8 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("build-corpus")
 def build_corpus(out: Path = typer.Argument(Path("corpus"), help="Folder for train/ and heldout/.")):
-    """Collect the sample photos that scikit-image and matplotlib ship into OUT/train and OUT/heldout."""
+    """Collect the sample photos that scikit-image, matplotlib and Debian's mate-backgrounds ship into OUT/train and
+    OUT/heldout, with OUT/corpus.json naming each one's source and license."""
     from ridtrain.corpus import build_corpus as run_build
 
     try:

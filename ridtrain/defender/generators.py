@@ -116,6 +116,7 @@ class CompactGenerator(_Generator):
         code_hidden: int = 8,
         code_tiles: int = 4,
         tile_field: bool = False,
+        wave_field: int = 0,
     ):
         super().__init__()
         check_eps(eps)
@@ -168,9 +169,23 @@ class CompactGenerator(_Generator):
                 raise ValueError("tile_field needs a tile (pattern) and a code (code_dim)")
             if code_dim < 3 * (code_tiles + 1):
                 raise ValueError(f"tile_field needs code_dim >= 3 * (code_tiles + 1) = {3 * (code_tiles + 1)}")
+        # With `wave_field` = K, the code also draws K plane waves over the unshuffled grid, which a
+        # 1x1 conv adds to the stem's features. Without them, a flat patch gives the same features
+        # in every cell and so the same delta cell: a grid on flat backgrounds, that a photo's own
+        # periodic mean removes. The waves vary the features from cell to cell with a secret
+        # frequency and phase. Zero at initialisation, so a generator trained without them loads.
+        if wave_field:
+            if code_dim < 3 * wave_field:
+                raise ValueError(f"wave_field needs code_dim >= 3 * wave_field = {3 * wave_field}")
+            self.wave_proj = nn.Conv2d(wave_field, channels[0], 1)
+            nn.init.zeros_(self.wave_proj.weight)
+            nn.init.zeros_(self.wave_proj.bias)
 
     def raw(self, x, code=None):
-        h = F.silu(self.stem(self.to_space(2 * x - 1)))  # (N, c0, H/r, W/r)
+        h = self.stem(self.to_space(2 * x - 1))  # (N, c0, H/r, W/r)
+        if self.config.get("wave_field"):  # .get: configs saved before wave_field existed lack it
+            h = h + self.wave_proj(plane_waves(code[:, : 3 * self.config.wave_field], h.shape[-2], h.shape[-1]))
+        h = F.silu(h)
         if self.config.code_dim:  # (scale, shift) for the bottleneck, then for the last decoder level
             channels = self.config.channels
             film = self.code_embed(code)[:, :, None, None].split([2 * channels[-1], 2 * channels[0]], dim=1)
@@ -208,13 +223,9 @@ class CompactGenerator(_Generator):
         """(N, 3p², H/p, W/p): in cell (i, j), the fixed tile times wave 0 plus each bank tile
         times its code_mix amplitude and its wave k; wave k is cos(pi * (a*i + b*j + c)) with
         (a, b, c) = code[:, 3k:3k+3]."""
-        p, n = self.config.pattern, x.shape[0]
-        rows = torch.arange(x.shape[-2] // p, device=x.device, dtype=x.dtype)
-        cols = torch.arange(x.shape[-1] // p, device=x.device, dtype=x.dtype)
-        t = self.config.code_tiles + 1  # T tiles: the fixed one and the bank
-        a, b, c = code[:, : 3 * t].reshape(n, t, 3).unbind(-1)  # (N, T) each
-        waves = torch.cos(torch.pi * (a[:, :, None, None] * rows[:, None] + b[:, :, None, None] * cols + c[:, :, None, None]))
-        amplitude = torch.cat([torch.ones_like(a[:, :1]), self.code_mix(code)], dim=1)  # (N, T)
+        p = self.config.pattern
+        waves = plane_waves(code[:, : 3 * (self.config.code_tiles + 1)], x.shape[-2] // p, x.shape[-1] // p)  # (N, T, H/p, W/p)
+        amplitude = torch.cat([torch.ones_like(code[:, :1]), self.code_mix(code)], dim=1)  # (N, T)
         weights = (waves * amplitude[:, :, None, None]).permute(0, 2, 3, 1)  # (N, H/p, W/p, T)
         return (weights @ self.tile_basis()).permute(0, 3, 1, 2)
 
@@ -225,6 +236,15 @@ class CompactGenerator(_Generator):
         if not self.config.pattern:
             raise ValueError("this generator has no tiles (pattern 0)")
         return torch.cat([self.tile.view(1, -1), *([self.code_tile_bank] if hasattr(self, "code_tile_bank") else [])])
+
+
+def plane_waves(abc: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(N, K, rows, cols): wave k at (i, j) is cos(pi * (a*i + b*j + c)), (a, b, c) = abc[:, 3k:3k+3]."""
+    n, k = abc.shape[0], abc.shape[1] // 3
+    i = torch.arange(rows, device=abc.device, dtype=abc.dtype)
+    j = torch.arange(cols, device=abc.device, dtype=abc.dtype)
+    a, b, c = abc.reshape(n, k, 3).unbind(-1)  # (N, K) each
+    return torch.cos(torch.pi * (a[:, :, None, None] * i[:, None] + b[:, :, None, None] * j + c[:, :, None, None]))
 
 
 # ----------------------------------------------------------------------------- DiT

@@ -46,6 +46,13 @@ def ensemble_latent_loss(encoders, x, x_adv, target_seed: int | None = None):
     return total / len(encoders)
 
 
+def at_scale(x, scale: float):
+    """x resized by `scale` (bilinear, antialiased), as a photo brought to a smaller working side is."""
+    if scale == 1.0:
+        return x
+    return torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
+
+
 def regression_loss(delta, delta_pgd, has_delta):
     """||delta(x) - delta_pgd(x)||² per image (sum over pixels), mean over the images that have one."""
     if not has_delta.any():
@@ -181,7 +188,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise ValueError("config names no targets (targets or latent_targets)")
     targets = load_targets(cfg.targets, device=accelerator.device, dtype=DTYPES[cfg.target_dtype])
     encoders = load_encoders(cfg.latent_targets, device=accelerator.device)
-    data = CropDataset(cfg.data, cfg.side, cfg.crop, cfg.crop_scale, cfg.flip, cfg.color_jitter, cfg.pgd_deltas)
+    data = CropDataset(cfg.data, cfg.side, cfg.crop, cfg.crop_scale, cfg.flip, cfg.color_jitter, cfg.pgd_deltas,
+                       cache=cfg.cache_images)
     loader = DataLoader(data, batch_size=cfg.batch, shuffle=True, drop_last=len(data) >= cfg.batch, num_workers=cfg.num_workers)
     opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # a prepared scheduler steps once per process each step, so its horizon is scaled to match
@@ -213,7 +221,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     attacked = augment_subtract_tile_fit(attacked, plain.tile_basis(), cfg.aug_tile_fit_prob, plain.config.pattern)
                 x_prot = augment_subtract_public_model(gen, (x + attacked).clamp(0, 1), eps, cfg.aug_subtract_prob)
                 x_adv = robustness_augment(x_prot, cfg)
-                sds = ensemble_sds_loss(targets, x_adv, t_range=t_range) if targets else delta.new_zeros(())
+                sds = ensemble_sds_loss(targets, at_scale(x_adv, cfg.target_scale), t_range=t_range) if targets else delta.new_zeros(())
                 lat = ensemble_latent_loss(encoders, x, x_adv, cfg.latent_target_seed) if encoders else delta.new_zeros(())
                 reg = regression_loss(delta, delta_pgd, has_delta)
                 div = seed_diversity_loss(delta, gen(x, eps)) if cfg.diversity_weight else delta.new_zeros(())

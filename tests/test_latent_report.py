@@ -1,0 +1,52 @@
+"""bench/efficacy_report.py --latent: the TAEF2 table, run as a script on a small randomised generator,
+one held-out photo and a small latent side, so that it is quick."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_report(model, photos, work, out, cache):
+    cmd = [sys.executable, str(ROOT / "bench" / "efficacy_report.py"), "--model", str(model), "--latent", "taef2",
+           "--images", str(photos), "--out", str(out), "--work", str(work), "--pgd-cache", str(cache),
+           "--pgd-steps", "2,4", "--latent-side", "64", "--mean-delta-images", str(photos.parent / "train")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_latent_table_compares_rid_with_encoder_pgd_and_noise(perturbed_generator, corpus, tmp_path):
+    model = perturbed_generator(0.05, unshuffle=8, channels=(16,), blocks=(1,), up_blocks=(), code_dim=16, wave_field=5)
+    photos = tmp_path / "corpus" / "heldout"
+    photos.mkdir(parents=True)
+    shutil.copyfile(corpus / "heldout" / "grace_hopper.jpg", photos / "grace_hopper.jpg")
+    shutil.copytree(corpus / "train", tmp_path / "corpus" / "train")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    printed = run_report(model, photos, tmp_path / "work", out, cache)
+
+    latent = json.loads((out / "latent.json").read_text())
+    rows = latent["rows"]["taef2"]
+    assert latent["reference"] == "encoder-PGD-2" and latent["side"] == 64 and latent["images"] == ["grace_hopper.jpg"]
+    assert set(rows) == {"RID", "encoder-PGD-2", "encoder-PGD-4", "Gaussian (RID's L2)"}
+    assert rows["encoder-PGD-4"]["shift"] > rows["encoder-PGD-2"]["shift"] > rows["Gaussian (RID's L2)"]["shift"] > 0
+    # RID gets every purification; encoder PGD has no mean delta; a model without tiles has no tile fit
+    assert set(rows["RID"]["purified"]) == {"jpeg75", "resize0.5", "subtract-public-model", "subtract-mean-delta",
+                                            "subtract-periodic-mean"}
+    assert "subtract-mean-delta" not in rows["encoder-PGD-2"]["purified"]
+    assert "no tiles" in latent["notes"]["subtract-tile-fit"]
+    assert (out / "taef2-decoded.png").stat().st_size > 10_000
+    assert "RID is" in printed and "faster than encoder-PGD-2" in printed
+
+    # encoder PGD is kept in the cache with its seconds, and a second run reuses it
+    stamp = json.loads((cache / "PGD-2" / "cache.json").read_text())
+    assert stamp["settings"]["steps"] == 2 and list(stamp["seconds"]) == ["grace_hopper.jpg"]
+    shutil.rmtree(tmp_path / "work" / "encoder-PGD-2")
+    run_report(model, photos, tmp_path / "work", out, cache)
+    assert not (tmp_path / "work" / "encoder-PGD-2").exists()
+    assert json.loads((out / "latent.json").read_text())["rows"]["taef2"]["encoder-PGD-2"]["seconds"] == rows["encoder-PGD-2"]["seconds"]
