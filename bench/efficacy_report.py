@@ -182,8 +182,11 @@ def run_latent(args) -> None:
     files, root = find_images(args.images), args.images
     rid_folder = args.work / "latent" / "RID"
     seconds = protect_rid(args.model, files, root, rid_folder, args.eps)
-    attacker, _ = public_protector(args.model)
-    latent, folders = latent_report(args, files, root, rid_folder, seconds, load_backend(args.model, "torch").gen, attacker)
+    attacker, backend = public_protector(args.model)
+    model_files = onnx_folder(args.model) if backend == "onnx" else resolve_model_path(args.model)
+    attacker_key = content_key([model_files, resolve_model_path(args.model)], {"backend": backend})
+    latent, folders = latent_report(args, files, root, rid_folder, seconds, load_backend(args.model, "torch").gen, attacker,
+                                    attacker_key)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latent.json").write_text(json.dumps(latent, indent=2) + "\n")
     reference = latent["reference"]
@@ -396,6 +399,8 @@ def print_tables(results, seconds, headline, notes) -> None:
     for measure in MEASURES:
         print(f"\nefficacy = protected - clean, {measure} (higher is stronger protection)")
         for tname, methods in results.items():
+            if not methods:  # every method skipped (n/a)
+                continue
             targets = list(next(iter(methods.values())))
             print(f"{tname:22} {'method':11}" + "".join(f"{t:>20}" for t in targets))
             for method, rows in methods.items():

@@ -40,7 +40,8 @@ def pgd_images(files, root: Path, encoder_names, args, steps: int) -> tuple[Path
         stored = json.loads(stamp.read_text())
         if stored["settings"] == settings:
             return cache / "images", stored["seconds"]
-    work = args.work / f"encoder-PGD-{steps}"
+    # run_attack resumes from the deltas it finds: a folder per settings, so none of another run's are taken
+    work = args.work / f"encoder-PGD-{steps}-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
     run_attack(root, work, load_encoders(encoder_names), "encoder", args.eps, args.latent_side, steps=steps)
     from safetensors import safe_open
 
@@ -99,9 +100,11 @@ def cached(cache: Path, key: dict, folders, run):
     return report
 
 
-def latent_report(args, files, root: Path, rid_folder: Path, rid_seconds: float, rid_generator, attacker) -> tuple[dict, dict]:
+def latent_report(args, files, root: Path, rid_folder: Path, rid_seconds: float, rid_generator, attacker,
+                  attacker_key: str) -> tuple[dict, dict]:
     """Evaluate every method; returns latent.json's content and each method's protected folder.
-    RID's shift is given as a % of the first of --pgd-steps (the reference)."""
+    RID's shift is given as a % of the first of --pgd-steps (the reference). `attacker_key` is the
+    content hash of the public model, which the subtracting purifications run on every method."""
     encoders = {name: enc for name, enc in zip(args.latent, load_encoders(args.latent))}
     protected, seconds = {"RID": rid_folder}, {"RID": rid_seconds}
     for steps in args.pgd_steps:
@@ -112,6 +115,7 @@ def latent_report(args, files, root: Path, rid_folder: Path, rid_seconds: float,
     for method, folder in protected.items():
         names = purifications_for(method, ctx[method])
         key = {"method": method, "eps": args.eps, "side": args.latent_side, "encoders": args.latent, "purifications": names,
+               "public_model": attacker_key,
                "mean_delta": None if ctx[method].mean_delta is None else hashlib.sha256(ctx[method].mean_delta.tobytes()).hexdigest()}
         # RID and subtract-public-model draw fresh seeds, so RID's set is new on every run and is evaluated again
         reports[method] = cached(args.work / "evaluations", key, [root, folder], lambda: evaluate(

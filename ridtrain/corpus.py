@@ -35,11 +35,13 @@ class Source:
 _CC0 = "CC0 (per skimage.data's docstring)"
 _PD = "public domain (per skimage.data's docstring)"
 _NONE = "no known copyright restrictions (per skimage.data's docstring)"
+_UNSTATED = "not stated by scikit-image (shipped in its data folder)"
+_MIDDLEBURY = "not stated by scikit-image; from the Middlebury 2014 stereo benchmark (per skimage.data's docstring)"
 SCIKIT_IMAGE = Source("scikit-image", "pip: scikit-image", {
     "astronaut.png": _PD, "brick.png": _CC0, "camera.png": _CC0, "cell.png": _CC0, "chelsea.png": _CC0,
     "clock_motion.png": _PD, "coffee.png": _CC0, "coins.png": _NONE, "grass.png": _CC0, "gravel.png": _CC0,
-    "horse.png": _CC0, "hubble_deep_field.jpg": _PD, "ihc.png": _NONE, "moon.png": _NONE,
-    "motorcycle_left.png": _NONE, "motorcycle_right.png": _NONE, "page.png": _NONE, "retina.jpg": _CC0,
+    "horse.png": _CC0, "hubble_deep_field.jpg": _PD, "ihc.png": _NONE, "moon.png": _UNSTATED,
+    "motorcycle_left.png": _MIDDLEBURY, "motorcycle_right.png": _MIDDLEBURY, "page.png": _UNSTATED, "retina.jpg": _CC0,
     "rocket.jpg": _PD, "text.png": _PD,
 })
 MATPLOTLIB = Source("matplotlib", "pip: matplotlib", {"grace_hopper.jpg": "public domain (US Navy photograph)"})

@@ -12,10 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_report(model, photos, work, out, cache):
+def run_report(model, photos, work, out, cache, *extra):
     cmd = [sys.executable, str(ROOT / "bench" / "efficacy_report.py"), "--model", str(model), "--latent", "taef2",
            "--images", str(photos), "--out", str(out), "--work", str(work), "--pgd-cache", str(cache),
-           "--pgd-steps", "2,4", "--latent-side", "64", "--mean-delta-images", str(photos.parent / "train")]
+           "--pgd-steps", "2,4", "--latent-side", "64", "--mean-delta-images", str(photos.parent / "train"), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -46,7 +46,12 @@ def test_the_latent_table_compares_rid_with_encoder_pgd_and_noise(perturbed_gene
     # encoder PGD is kept in the cache with its seconds, and a second run reuses it
     stamp = json.loads((cache / "PGD-2" / "cache.json").read_text())
     assert stamp["settings"]["steps"] == 2 and list(stamp["seconds"]) == ["grace_hopper.jpg"]
-    shutil.rmtree(tmp_path / "work" / "encoder-PGD-2")
+    for folder in (tmp_path / "work").glob("encoder-PGD-2-*"):
+        shutil.rmtree(folder)
     run_report(model, photos, tmp_path / "work", out, cache)
-    assert not (tmp_path / "work" / "encoder-PGD-2").exists()
+    assert not list((tmp_path / "work").glob("encoder-PGD-2-*"))
     assert json.loads((out / "latent.json").read_text())["rows"]["taef2"]["encoder-PGD-2"]["seconds"] == rows["encoder-PGD-2"]["seconds"]
+    # ... and other settings run encoder PGD again rather than take the cached photos
+    run_report(model, photos, tmp_path / "work", out, cache, "--latent-side", "72")
+    assert json.loads((cache / "PGD-2" / "cache.json").read_text())["settings"]["side"] == 72
+    assert json.loads((out / "latent.json").read_text())["side"] == 72

@@ -332,11 +332,14 @@ def test_the_targets_see_crops_at_target_scale_beside_the_encoder(cfg, tmp_path,
     diffusion targets at target_scale (proxies trained at a smaller side than the generator's)."""
     from ridtrain.defender import train as train_module
 
-    seen, real = [], train_module.ensemble_sds_loss
+    seen, read, real, real_latent = [], [], train_module.ensemble_sds_loss, train_module.ensemble_latent_loss
     monkeypatch.setattr(train_module, "ensemble_sds_loss", lambda targets, x, **kw: seen.append(tuple(x.shape)) or real(targets, x, **kw))
+    monkeypatch.setattr(train_module, "ensemble_latent_loss",
+                        lambda encoders, x, x_adv, *a: read.append(tuple(x_adv.shape)) or real_latent(encoders, x, x_adv, *a))
     cfg.latent_targets, cfg.head_init_std, cfg.target_scale, cfg.side, cfg.crop = ["taef2"], 1e-2, 0.5, 64, 32
     cfg.arch_overrides = {"unshuffle": 8, "channels": [16], "blocks": [1], "up_blocks": [], "code_dim": 16, "wave_field": 5}
     cfg.cache_images = True
     train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert seen == [(2, 3, 16, 16)] * 2 and all(r["latent"] < 0 and r["sds"] != 0 for r in rows), (seen, rows)
+    assert seen == [(2, 3, 16, 16)] * 2 and read == [(2, 3, 32, 32)] * 2, (seen, read)
+    assert all(r["latent"] < 0 and r["sds"] != 0 for r in rows), rows
