@@ -4,7 +4,7 @@
 # as run on 2 cores (AMD EPYC with AVX512-BF16; stage 2 uses bf16 autocast) on 2026-12-03/04: 15 min
 # (stage 1, 700 steps, on the corpus before mate-backgrounds joined it) and 23 (stage 2, 900 steps,
 # sharing the cores with one other job). Encoder PGD-50 and PGD-200 on the 3 held-out photos took 8 and
-# 56 min (the second on 1 thread); the report keeps them in bench/cache/encoder-pgd once it has run.
+# 56 min (the second on 1 thread); they are committed in bench/cache/encoder-pgd, which the report reuses.
 # corpus (scikit-image, matplotlib, Debian's mate-backgrounds) -> stage 1: a stride-8 rid-s against TAEF2 alone
 # (configs/taef2-s.yaml) -> stage 2: the wave field, TAEF2 leading the three proxies, the periodic-mean attack
 # (configs/taef2-waves.yaml) -> bundled -> export -> efficacy report (the TAEF2 table; the proxy table) ->
