@@ -10,6 +10,7 @@ accelerate state for --resume), final/ (the generator), metrics.jsonl, training_
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from ridtrain.cells import cell_mean, tile_fit
@@ -30,6 +31,7 @@ from ridtrain.diffusion.sds import ensemble_sds_loss
 from ridtrain.diffusion.taef2 import latent_loss, load_encoders, target_texture
 from ridtrain.diffusion.targets import load_targets
 
+LOADER_BATCHES = 64  # batches per process in one loader epoch (at least)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -190,14 +192,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     encoders = load_encoders(cfg.latent_targets, device=accelerator.device)
     data = CropDataset(cfg.data, cfg.side, cfg.crop, cfg.crop_scale, cfg.flip, cfg.color_jitter, cfg.pgd_deltas,
                        cache=cfg.cache_images)
-    loader = DataLoader(data, batch_size=cfg.batch, shuffle=True, drop_last=len(data) >= cfg.batch, num_workers=cfg.num_workers)
+    # one loader epoch is many shuffled passes over the photos: a corpus smaller than a batch would
+    # otherwise give one short batch per epoch, and workers, each holding its decoded images, would
+    # restart every step
+    n = accelerator.num_processes
+    passes = math.ceil(cfg.batch * LOADER_BATCHES * n / len(data))
+    loader = DataLoader(data, batch_size=cfg.batch, sampler=RandomSampler(data, num_samples=passes * len(data)), drop_last=True,
+                        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
     opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # a prepared scheduler steps once per process each step, so its horizon is scaled to match
-    n = accelerator.num_processes
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup * n, num_training_steps=cfg.steps * n)
     gen, opt, loader, sched = accelerator.prepare(gen, opt, loader, sched)
-    if len(loader) == 0:
-        raise ValueError(f"{len(data)} images give no batch of {cfg.batch} per process ({n} processes)")
 
     step = resume_state(accelerator, output, resume)
     accelerator.wait_for_everyone()  # every process has checked the folder before the first write to it
