@@ -1,6 +1,6 @@
 """Copy a trained generator into the package as the bundled default, with an honest model card.
 
-    python scripts/bundle_default.py runs/taef2-waves/final ridtrain/weights/default \\
+    python scripts/bundle_default.py runs/taef2-firm/final ridtrain/weights/default \\
         [docs/efficacy/efficacy.json [docs/efficacy/latent.json]]
 
 The card says what the weights were trained against (TAEF2, FLUX.2's distilled encoder; the proxies,
@@ -33,7 +33,7 @@ SUMMARY = (
     "perturbation depends on the photo and on that draw (bench/grid_check.py measures how far it still repeats on "
     "flat backgrounds). It works at a "
     "{side}-px working side (the scale attackers fine-tune at). Trained in {stages} stages ({steps} steps) on "
-    "128-px crops taken at that scale: against TAEF2, a public distilled copy of FLUX.2's VAE encoder (pushing the "
+    "{crop}-px crops taken at that scale: against TAEF2, a public distilled copy of FLUX.2's VAE encoder (pushing the "
     "photo's latent away from the clean one), then also with Adv-SDS against {count} small latent diffusion models "
     "that this project trained on CPUs (proxies, shown each crop at a quarter of its scale, as rid eval shows them "
     "photos at 128 px), "
@@ -149,7 +149,7 @@ def main(src: str, dst: str, efficacy: str | None = None, latent: str | None = N
     card = {
         "name": NAME,
         "summary": SUMMARY.format(stages=len(chain), steps=" + ".join(str(c["steps"]) for c in chain), side=cfg["side"],
-                                  count=len(cfg["targets"])),
+                                  crop=cfg["crop"], count=len(cfg["targets"])),
         "plain": plain_sentences(latent_report),
         "stages": [{"steps": c["steps"], "targets": c["targets"], "latent_targets": c.get("latent_targets", []),
                     "data": c["data"], "arch_overrides": c.get("arch_overrides", {}), "target_scale": c.get("target_scale", 1.0),

@@ -221,11 +221,12 @@ def test_the_bundled_export_is_intact_and_matches_its_generator(corpus):
     onnx_backend = load_backend("default", "onnx")  # verifies every hash in the bundled manifest
     assert "NOT trained against Stable Diffusion" in onnx_backend.manifest["notes"]
     assert onnx_backend.manifest["web_default_file"] == "model.w16.onnx"
-    assert onnx_backend.manifest["files"]["model.w16.onnx"]["bytes"] <= 2_000_000  # the web target
+    # the web budget of issue 23: the download, and the work per 512² photo
+    assert onnx_backend.manifest["files"]["model.w16.onnx"]["bytes"] <= 4_000_000 and onnx_backend.manifest["flops_512"] <= 5e9
     torch_backend = load_backend("default", "torch")
-    # the proxies' scale: every runtime reads the working size from the manifest
+    # the attacker's scale: every runtime reads the working size from the manifest
     assert onnx_backend.manifest["pipeline"]["working_size"] == torch_backend.gen.working_size_rule
-    assert torch_backend.gen.config.working_side == 128
+    assert torch_backend.gen.config.working_side == 512
     rgb = np.asarray(Image.open(corpus / "heldout" / "rocket.jpg").convert("RGB"))
     a = torch_backend.protect_array(rgb, seed="ab" * 16).astype(int)
     b = onnx_backend.protect_array(rgb, seed="ab" * 16).astype(int)
