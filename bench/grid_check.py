@@ -5,7 +5,9 @@ for a stride-16 one at 128):
 - the mean cell: the energy of delta's own mean p-px cell, tiled. 100 % is an exact grid.
 - harmonics: the power of delta's spectrum within 2 bins of the multiples of 1/p (not 0), which
   also counts a grid whose cells vary slowly in strength. The table gives what white noise would put there.
-Also saves a picture of each model's delta on them, amplified.
+A randomised model draws a new pattern for every seed, and one draw can be far from the next, so
+each figure is the mean over --seeds fixed seeds, with the range of the draws.
+Also saves a picture of each model's delta on them (the first seed), amplified.
 
     python bench/grid_check.py --model default --model runs/taef2-s/final --out docs/efficacy/grid.png
 """
@@ -55,27 +57,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True)
     ap.add_argument("--eps", type=int, default=8)
+    ap.add_argument("--seeds", type=int, default=8, help="fixed seeds per model and background (a deterministic model: 1)")
     ap.add_argument("--out", type=Path, help="a PNG of each model's delta on each background, x12 around grey")
     args = ap.parse_args()
     images = backgrounds()
-    print(f"{'model':40}{'background':16}{'period':>7}{'mean cell':>11}{'harmonics':>11}{'(noise)':>9}{'|delta| mean':>14}")
+    print(f"{'model':40}{'background':16}{'period':>7}{'mean cell':>17}{'harmonics':>17}{'(noise)':>9}{'|delta| mean':>17}"
+          f"   (mean over {args.seeds} seeds, min-max)")
+    span = lambda v, scale, spec: f"{format(scale * np.mean(v), spec)} ({format(scale * min(v), spec)}-{format(scale * max(v), spec)})"  # noqa: E731
     crops = []
     for model in args.model:
         gen, row = load_generator(model), []
         for name, rgb in images.items():
             period = gen.stride * rgb.shape[0] // gen.config.working_side
-            delta = protect_array(gen, rgb, args.eps).astype(int) - rgb.astype(int)
-            share, noise = harmonic_share(delta, period)
-            print(f"{model[-40:]:40}{name:16}{period:>7}{100 * periodic_share(delta, period):>10.1f}%"
-                  f"{100 * share:>10.1f}%{100 * noise:>8.1f}%{np.abs(delta).mean():>14.2f}")
-            row.append(np.clip(128 + 12 * delta[:96, :96], 0, 255).astype(np.uint8))
+            cells, shares, levels = [], [], []
+            for i in range(args.seeds):
+                delta = protect_array(gen, rgb, args.eps, seed=bytes([i]) * 16).astype(int) - rgb.astype(int)
+                share, noise = harmonic_share(delta, period)
+                cells.append(periodic_share(delta, period))
+                shares.append(share)
+                levels.append(np.abs(delta).mean())
+                if i == 0:
+                    row.append(np.clip(128 + 12 * delta[:96, :96], 0, 255).astype(np.uint8))
+            print(f"{model[-40:]:40}{name:16}{period:>7}{span(cells, 100, '.0f'):>17}{span(shares, 100, '.0f'):>17}"
+                  f"{100 * noise:>8.1f}%{span(levels, 1, '.2f'):>17}", flush=True)
         crops.append(np.concatenate(row, axis=1))
     if args.out:
         from PIL import Image
 
         picture = np.concatenate(crops, axis=0).repeat(3, axis=0).repeat(3, axis=1)
         Image.fromarray(picture).save(args.out)
-        print(f"wrote {args.out}: rows {', '.join(args.model)}; columns {', '.join(images)} (96 px of each, x3)")
+        print(f"wrote {args.out}: rows {', '.join(args.model)}; columns {', '.join(images)} (96 px of each, x3; seed 0)")
 
 
 if __name__ == "__main__":

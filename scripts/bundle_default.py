@@ -1,6 +1,6 @@
 """Copy a trained generator into the package as the bundled default, with an honest model card.
 
-    python scripts/bundle_default.py runs/taef2-firm/final ridtrain/weights/default \\
+    python scripts/bundle_default.py runs/taef2-firm-long/final ridtrain/weights/default \\
         [docs/efficacy/efficacy.json [docs/efficacy/latent.json]]
 
 The card says what the weights were trained against (TAEF2, FLUX.2's distilled encoder; the proxies,
