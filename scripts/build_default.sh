@@ -3,8 +3,8 @@
 # (AMD EPYC with AVX512-BF16; stages 2 to 5 use bf16 autocast) on 2026-12-03/04: 15 min (stage 1, 700 steps, on
 # the corpus before mate-backgrounds joined it), 23 (stage 2, 900 steps), 29 (stage 3, 1200 steps) and 15 (stage
 # 4, 400 steps), each of these three sharing the cores with one other job, and 36 (stage 5, 1200 steps, 0.8 s a
-# step alone, beside the test suite for most of it). Encoder PGD-50 and PGD-200 on the 3 held-out photos took 8 and 56 min
-# (the second on 1 thread); they are committed in bench/cache/encoder-pgd, which the report reuses.
+# step alone, beside the test suite for most of it). Encoder PGD-50 and PGD-200 on the 3 held-out photos took 8
+# and 57 min (the second on 1 thread); they are committed in bench/cache/encoder-pgd, which the report reuses.
 # corpus (scikit-image, matplotlib, Debian's mate-backgrounds) -> stage 1: a stride-8 rid-s against TAEF2 alone
 # (configs/taef2-s.yaml) -> stage 2: the wave field, TAEF2 leading the three proxies, the periodic-mean attack
 # (configs/taef2-waves.yaml) -> stage 3: a lighter delta penalty, so a larger delta (configs/taef2-larger-delta.yaml)

@@ -141,7 +141,7 @@ class CompactGenerator(_Generator):
         # A learned image-independent tile of period `pattern`, added before the tanh, as the
         # DiT's patch-16 output bias is. The head's own bias repeats every `unshuffle` pixels
         # only, and against the proxies a universal period-16 tile carries about half of what
-        # AdvDM does on unseen photos (docs/efficacy/README.md); the net learns corrections to it.
+        # AdvDM does on unseen photos (docs/efficacy/rid-s-proxy/README.md); the net learns corrections to it.
         if pattern:
             if self.stride % pattern:
                 raise ValueError(f"pattern period {pattern} must divide the stride {self.stride}")
