@@ -21,12 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grid_check import backgrounds, periodic_share  # noqa: E402
+from grid_check import backgrounds, periodic_share, seeded_deltas  # noqa: E402
 
 from ridtrain.attacker.evaluate import evaluate  # noqa: E402
 from ridtrain.attacker.purify import PurifyContext  # noqa: E402
 from ridtrain.defender.generators import load_generator  # noqa: E402
-from ridtrain.defender.protect import TorchProtector, protect_array  # noqa: E402
+from ridtrain.defender.protect import TorchProtector  # noqa: E402
 from ridtrain.diffusion.taef2 import load_taef2  # noqa: E402
 from ridtrain.diffusion.targets import load_targets  # noqa: E402
 
@@ -81,8 +81,7 @@ def main() -> None:
         grey = backgrounds()["flat grey"]
         period = gen.stride * grey.shape[0] // gen.config.working_side
         # one draw of a randomised model can be far from the next: the mean of grid_check's first 4 seeds
-        row["grid_pct"] = 100 * np.mean([periodic_share(protect_array(gen, grey, args.eps, seed=bytes([i]) * 16).astype(int) - grey.astype(int),
-                                                        period) for i in range(4)])
+        row["grid_pct"] = 100 * np.mean([periodic_share(delta, period) for delta in seeded_deltas(gen, grey, args.eps, 4)])
         rows[model] = row
         print_row(model, row, rows.get("encoder-PGD-50", {}).get("shift"))
     if args.json:

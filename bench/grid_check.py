@@ -53,6 +53,12 @@ def harmonic_share(delta: np.ndarray, period: int, bins: int = 2) -> tuple[float
     return float(power[harmonic].sum() / max(power.sum(), 1e-12)), float(harmonic.mean())
 
 
+def seeded_deltas(gen, rgb: np.ndarray, eps: int, seeds: int):
+    """The model's 8-bit delta on `rgb` for each of the fixed seeds 0, 1, ... (a seed is 16 bytes of i)."""
+    for i in range(seeds):
+        yield protect_array(gen, rgb, eps, seed=bytes([i]) * 16).astype(int) - rgb.astype(int)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True)
@@ -70,8 +76,7 @@ def main() -> None:
         for name, rgb in images.items():
             period = gen.stride * rgb.shape[0] // gen.config.working_side
             cells, shares, levels = [], [], []
-            for i in range(args.seeds):
-                delta = protect_array(gen, rgb, args.eps, seed=bytes([i]) * 16).astype(int) - rgb.astype(int)
+            for i, delta in enumerate(seeded_deltas(gen, rgb, args.eps, args.seeds)):
                 share, noise = harmonic_share(delta, period)
                 cells.append(periodic_share(delta, period))
                 shares.append(share)
