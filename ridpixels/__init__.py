@@ -15,6 +15,7 @@ each rule to each other; ridtrain/pixels.py and web/src/shared/pipeline.js call 
     to_float(rgb) / to_uint8(x)                   uint8 (H,W,3) <-> float32 (1,3,H,W), numpy
     levels(values)                                the 8-bit rule on a flat float32 sequence, stdlib
     check_bound(original, protected, eps_levels)  no 8-bit value moved by more than eps levels
+    OUTPUT_FORMATS, protected_name(name, fmt)     the files a person may download, and their names
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ from array import array
 
 __version__ = "0.1.0"
 MAX_LONG = 2048  # the working size's cap on the longer side, for every model
+
+
+# The output formats a person may choose: the same choices in the page, its zip, `rid protect` and
+# the server (web/src/shared/formats.js mirrors this table; tests/test_browser.py holds them equal).
+# PNG and WebP are lossless; JPEG is the smaller file for upload forms with size limits, at a
+# quality whose protection the efficacy report measures (docs/efficacy).
+OUTPUT_FORMATS = {
+    "png": {"extension": "png", "media_type": "image/png", "lossless": True},
+    "jpeg": {"extension": "jpg", "media_type": "image/jpeg", "lossless": False, "quality": 90},
+    "webp": {"extension": "webp", "media_type": "image/webp", "lossless": True},
+}
+
+
+def protected_name(name: str, fmt: str = "png") -> str:
+    """The protected copy's file name: NAME.protected.EXT, so that it is never mistaken for (or
+    saved over) the original. `name` may carry a folder; only its last part is kept."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    stem = base[:dot] if dot > 0 else base
+    return f"{stem or 'photo'}.protected.{OUTPUT_FORMATS[fmt]['extension']}"
 
 
 class BoundError(ValueError):
