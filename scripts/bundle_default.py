@@ -6,7 +6,7 @@
 The card says what the weights were trained against (TAEF2, FLUX.2's distilled encoder; the proxies,
 from their own configs), on what data, and that they were NOT trained against Stable Diffusion or the
 full FLUX.2 pipeline. Given the efficacy report's proxy and latent tables, it quotes their figures,
-and its plain sentences quote the latent one; `rid export` copies the card into the manifest.
+and its plain sentences are words for a person, without figures; `rid export` copies the card into the manifest.
 """
 
 import json
@@ -20,13 +20,13 @@ from ridtrain.defender.generators import count_params, load_generator, round_wei
 
 NAME = "rid-taef2-s"
 # The web app leads with these two sentences (the manifest's `plain`): words for the person
-# protecting photos, with nothing this model has not shown. `limits` quotes the measured figures.
-PROTECTS = ("This model adds a small, limited change to each photo, meant to spoil image generators that someone trains "
-            "on your photos (with DreamBooth or LoRA) to make new pictures of you: it pushes the photo away from how "
-            "FLUX.2's image encoder sees it.")
-LIMITS = ("It was trained against a public, distilled copy of FLUX.2's image encoder and against small test models made "
-          "by this project, not against a full FLUX.2 or Stable Diffusion fine-tune, so it gives no assurance that such "
-          "a fine-tune is spoiled.")
+# protecting photos, with nothing this model has not shown, and no research words: the measured
+# figures are for researchers (the card's efficacy, docs/efficacy), not for this first screen.
+PROTECTS = ("Protecting adds a faint change to each photo, meant to stop AI tools that someone trains on your "
+            "photos from making convincing new pictures of you.")
+LIMITS = ("It gives no assurance: it was tested against one public image model and small test models made by this "
+          "project, not against the image generators people use, such as Stable Diffusion, and it does not hide who "
+          "is in the photo.")
 SUMMARY = (
     "rid-s at FLUX.2's encoder stride (8x8 pixel-unshuffle, one level of 96 channels), randomised: every protection "
     "draws a fresh secret seed whose code modulates the net and draws plane waves across the photo, so the "
@@ -70,15 +70,8 @@ def latent_summary(latent: dict) -> dict:
     return out
 
 
-def plain_sentences(latent: dict | None) -> dict:
-    limits = LIMITS
-    if latent:
-        steps = latent["reference"].rsplit("-", 1)[-1]
-        fig = latent_summary(latent)[next(iter(latent["rows"]))]
-        limits += (f" In our tests on {len(latent['images'])} photos it moved that encoder's reading of a photo "
-                   f"{fig['rid_over_noise_of_same_l2']:.1f} times as far as random noise of the same size does, and "
-                   f"{fig['rid_pct_of_reference']:.0f} % as far as a {steps}-step optimisation of each photo does.")
-    return {"protects": PROTECTS, "limits": limits}
+def plain_sentences() -> dict:
+    return {"protects": PROTECTS, "limits": LIMITS}
 
 
 def proxy_entry(path: str) -> dict:
@@ -150,7 +143,7 @@ def main(src: str, dst: str, efficacy: str | None = None, latent: str | None = N
         "name": NAME,
         "summary": SUMMARY.format(stages=len(chain), steps=" + ".join(str(c["steps"]) for c in chain), side=cfg["side"],
                                   crop=cfg["crop"], count=len(cfg["targets"])),
-        "plain": plain_sentences(latent_report),
+        "plain": plain_sentences(),
         "stages": [{"steps": c["steps"], "targets": c["targets"], "latent_targets": c.get("latent_targets", []),
                     "data": c["data"], "arch_overrides": c.get("arch_overrides", {}), "target_scale": c.get("target_scale", 1.0),
                     "aug_subtract_prob": c.get("aug_subtract_prob", 0.0), "aug_periodic_mean_prob": c.get("aug_periodic_mean_prob", 0.0)}

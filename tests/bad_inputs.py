@@ -41,6 +41,13 @@ def header_only_jpeg(w: int, h: int) -> bytes:
     return b"\xff\xd8" + b"\xff\xc0" + struct.pack(">H", len(sof) + 2) + sof + b"\xff\xd9"
 
 
+def header_only_webp(w: int, h: int) -> bytes:
+    """An extended (VP8X) WebP header claiming w x h, and nothing after it."""
+    vp8x = bytes([0, 0, 0, 0]) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 def with_orientation(value: int) -> bytes:
     exif = Image.Exif()
     exif[ORIENTATION] = value

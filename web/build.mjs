@@ -3,7 +3,8 @@
 // versioned names: served immutable), an example host page, and the offline service worker.
 // The app's verify mode: the verify worker, Pyodide's files and the ridpixels wheel (built by
 // scripts/build_pixel_wheel.py with $PYTHON, else ../.venv/bin/python, else python3) under
-// assets/pyodide-<version>/, loaded only when the page is asked to verify.
+// assets/pyodide-<version>/, loaded only when the page is asked to verify. The page for researchers
+// (research/index.html): ../docs/efficacy/README.md rendered by marked, with its images.
 // Everything is written into a scratch folder beside dist/ that replaces dist/ only once the
 // build has succeeded: a failed build leaves the previous dist/ as it was. build.json, written
 // last, lists every file, so the server can tell a complete dist/ from a partial one.
@@ -15,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
 import * as esbuild from 'esbuild';
+import { Marked } from 'marked';
 
 const FINAL = 'dist';
 const DIST = mkdtempSync('dist.partial-'); // the same file system as dist/, so the rename below is one step
@@ -27,6 +29,32 @@ const PYODIDE_DIR = `pyodide-${PYODIDE.version}`;
 const PYODIDE_FILES = ['pyodide.mjs', 'pyodide.asm.mjs', 'pyodide.asm.wasm', 'python_stdlib.zip', 'pyodide-lock.json'];
 const PYTHON = process.env.PYTHON || (existsSync('../.venv/bin/python') ? '../.venv/bin/python' : 'python3');
 const common = { bundle: true, format: 'esm', target: 'es2022', minify: true, legalComments: 'linked', logLevel: 'warning' };
+
+/** The efficacy docs as a page of this site: its images beside it; a link to a repository file,
+ * which this site does not serve, stays as its words. */
+function buildResearchPage(docs, out) {
+  mkdirSync(out, { recursive: true });
+  const local = (href) => !/^[a-z]+:|^#|^\//i.test(href);
+  const marked = new Marked({ gfm: true });
+  marked.use({ renderer: {
+    image({ href, text }) {
+      if (!local(href) || !existsSync(join(docs, href)) || href.includes('/')) return text;
+      cpSync(join(docs, href), join(out, href));
+      return `<img src="${href}" alt="${text.replaceAll('"', '&quot;')}" loading="lazy">`;
+    },
+    link({ href, tokens }) {
+      const text = this.parser.parseInline(tokens);
+      return local(href) ? text : `<a href="${href}">${text}</a>`;
+    },
+  } });
+  const body = marked.parse(readFileSync(join(docs, 'README.md'), 'utf8'));
+  writeFileSync(join(out, 'index.html'), `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>RID: for researchers</title><link rel="icon" href="/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/app.css"></head>
+<body class="research"><p><a href="/">Back to protecting photos</a></p>
+${body}</body></html>
+`);
+}
 
 process.on('exit', (code) => code && rmSync(DIST, { recursive: true, force: true }));
 
@@ -78,6 +106,7 @@ await esbuild.build({
   outdir: DIST, define: { __RID_WORKER__: JSON.stringify(`./assets/${workerFile}`), __RID_VERIFY_BRIDGE__: JSON.stringify(`./assets/${bridgeFile}`) },
 });
 cpSync('public', DIST, { recursive: true });
+buildResearchPage('../docs/efficacy', `${DIST}/research`);
 const files = readdirSync(DIST, { recursive: true }).filter((f) => statSync(join(DIST, f)).isFile()).sort();
 writeFileSync(`${DIST}/build.json`, JSON.stringify({ worker: workerFile, onnxruntime_web: ORT.version, ort_dir: `assets/${ORT_DIR}`,
   verify_worker: verifyFile, verify_bridge: bridgeFile, pyodide: PYODIDE.version, pyodide_dir: `assets/${PYODIDE_DIR}`, pyodide_files: PYODIDE_FILES,

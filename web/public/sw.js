@@ -1,10 +1,42 @@
-// Offline after the first visit: every same-origin GET goes to the network first and its answer
-// is kept; without a network the kept answer is used. Photos are never cached (they are POSTed
-// to /v1/protect only in server mode); model files are cached by hash by the worker itself.
-const CACHE = 'rid-app-v1';
+// Offline after the first visit. On install, before the page's first visit is over, the service
+// worker keeps every file of the build (build.json lists them; Pyodide's, for the optional
+// double-check, are left to the network), the model list and manifests, and the API docs with
+// their own files: the files the page fetched before the worker existed never passed through it,
+// so without this an offline reload failed until a second online visit. Afterwards every
+// same-origin GET goes to the network first and its answer is kept; without a network the kept
+// answer is used. Photos are never cached (they are POSTed to /v1/protect only in server mode);
+// model files are cached by hash by the page's worker itself (worker/models.js).
+const CACHE = 'rid-app-v2';
+const PAGES = ['/', '/v1/models', '/docs', '/openapi.json'];
 
-self.addEventListener('install', () => self.skipWaiting());
-self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+/** Same-origin URLs that an HTML page loads (scripts, styles, icons). */
+function loadedBy(html, base) {
+  const urls = [...html.matchAll(/(?:src|href)\s*=\s*["']([^"']+)["']/g)].map((m) => new URL(m[1], base));
+  return urls.filter((u) => u.origin === self.location.origin).map((u) => u.href);
+}
+
+async function precache() {
+  const cache = await caches.open(CACHE);
+  const keep = async (url) => {
+    const response = await fetch(url, { cache: 'no-cache' });
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    await cache.put(url, response.clone());
+    return response;
+  };
+  const build = await (await keep('/build.json')).json();
+  const pyodide = `${build.pyodide_dir}/`;
+  const files = build.files.filter((f) => !f.startsWith(pyodide) && f !== 'sw.js').map((f) => `/${f}`);
+  const [models, docs] = await Promise.all([keep('/v1/models'), keep('/docs'), ...PAGES.filter((p) => !['/v1/models', '/docs'].includes(p)).map(keep)])
+    .then(([m, d]) => Promise.all([m.clone().json(), d.clone().text()]));
+  const manifests = models.models.map((m) => new URL(m.manifest_url, self.location.origin).href);
+  await Promise.all([...new Set([...files, ...manifests, ...loadedBy(docs, new URL('/docs', self.location.origin))])].map(keep));
+}
+
+self.addEventListener('install', (event) => event.waitUntil(precache().then(() => self.skipWaiting())));
+self.addEventListener('activate', (event) => event.waitUntil((async () => {
+  for (const name of await caches.keys()) if (name.startsWith('rid-app-') && name !== CACHE) await caches.delete(name);
+  await self.clients.claim();
+})()));
 
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
@@ -17,7 +49,8 @@ self.addEventListener('fetch', (event) => {
         if (response.ok) await cache.put(event.request, response.clone());
         return response;
       } catch (err) {
-        const kept = await cache.match(event.request);
+        // A page asked for with a query (/?verify=1) is the same page.
+        const kept = await cache.match(event.request, { ignoreSearch: event.request.mode === 'navigate' });
         if (kept) return kept;
         throw err;
       }

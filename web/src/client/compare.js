@@ -1,12 +1,18 @@
-// <rid-compare>: the original and the protected photo, one over the other, with a slider, and an
-// "amplified perturbation" view (|protected - original| scaled so that eps fills the range).
+// <rid-compare>: the original and the protected photo, one over the other, with a slider
+// (before on the left, after on the right), a 100 % view (at screen size a change of a few
+// levels cannot show), and an "amplified change" view (protected - original, scaled so that eps
+// fills the range, on mid grey).
 
 import { sheetOf } from './sheets.js';
 
 const STYLE = `:host{display:block;position:relative;max-width:100%}
+.view{max-width:100%;overflow:hidden}.view.actual{overflow:auto;max-height:75vh;outline:1px solid #ccc}
 .stage{position:relative;display:inline-block;max-width:100%;line-height:0}
-canvas{max-width:100%;height:auto}.top{position:absolute;left:0;top:0}
-label{display:block;margin:.3em 0}`;
+.actual .stage{max-width:none}
+canvas{max-width:100%;height:auto}.actual canvas{max-width:none}.top{position:absolute;left:0;top:0}
+.tag{position:sticky;top:0;z-index:1;display:flex;justify-content:space-between;pointer-events:none;line-height:1.4}
+.tag span{background:rgba(0,0,0,.65);color:#fff;padding:.1em .5em;font-size:.9em}
+label{display:block;margin:.3em 0}.hint{margin:.2em 0;font-size:.9em;color:#444}`;
 
 export class RidCompare extends HTMLElement {
   #before;
@@ -14,19 +20,32 @@ export class RidCompare extends HTMLElement {
   #amp;
   #slider;
   #mode;
+  #view;
+  #tags;
+  #hint;
 
   connectedCallback() {
+    if (this.shadowRoot) return;
     const root = this.attachShadow({ mode: 'open' });
     root.adoptedStyleSheets = [sheetOf(STYLE)];
     root.innerHTML = `
-      <div class="stage"><canvas class="before"></canvas><canvas class="top after"></canvas><canvas class="top amp" hidden></canvas></div>
-      <label>Before / after <input class="slider" type="range" min="0" max="100" value="50" aria-label="Before and after split"></label>
-      <label><input class="mode" type="checkbox"> Show the change, amplified</label>`;
+      <div class="view">
+        <div class="tag"><span class="left">Before</span><span class="right">After (protected)</span></div>
+        <div class="stage"><canvas class="before"></canvas><canvas class="top after"></canvas><canvas class="top amp" hidden></canvas></div>
+      </div>
+      <label>Before ◀ <input class="slider" type="range" min="0" max="100" value="50" aria-label="Where the split between before and after lies"> ▶ After</label>
+      <label><input class="zoom" type="checkbox"> Actual size (100 %): one screen pixel per photo pixel</label>
+      <label><input class="mode" type="checkbox"> Show the change, amplified</label>
+      <p class="hint" hidden></p>`;
     [this.#before, this.#after, this.#amp] = ['.before', '.after', '.amp'].map((s) => root.querySelector(s));
     this.#slider = root.querySelector('.slider');
     this.#mode = root.querySelector('.mode');
+    this.#view = root.querySelector('.view');
+    this.#tags = root.querySelector('.tag');
+    this.#hint = root.querySelector('.hint');
     this.#slider.addEventListener('input', () => this.#clip());
-    this.#mode.addEventListener('change', () => (this.#amp.hidden = !this.#mode.checked));
+    this.#mode.addEventListener('change', () => this.#showMode());
+    root.querySelector('.zoom').addEventListener('change', (e) => this.#view.classList.toggle('actual', e.target.checked));
   }
 
   /** Show a pair of Blobs; eps in 8-bit levels sets the amplification. */
@@ -49,7 +68,18 @@ export class RidCompare extends HTMLElement {
       diff.data[i + 3] = 255;
     }
     this.#amp.getContext('2d').putImageData(diff, 0, 0);
+    this.#hint.textContent = `The amplified view shows only the change, made about ${Math.round(gain)} times stronger so that you `
+      + 'can see where it is: mid grey is no change. The photo itself changes far less than this.';
     this.#clip();
+    this.#showMode();
+  }
+
+  #showMode() {
+    const on = this.#mode.checked;
+    this.#amp.hidden = !on;
+    this.#hint.hidden = !on;
+    this.#tags.querySelector('.right').textContent = on ? 'The change, amplified' : 'After (protected)';
+    this.#tags.querySelector('.left').hidden = on;
   }
 
   #clip() {

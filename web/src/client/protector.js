@@ -3,23 +3,30 @@
 
 /**
  * @typedef {'auto'|'webgpu'|'wasm'|'server'} Backend
+ * @typedef {'png'|'jpeg'|'webp'} Format
  * @typedef {{ blob: Blob, width: number, height: number, backend: Backend, ms: number, eps: number,
- *             name: string, threads: number|null, floats?: Float32Array, input?: Uint8Array,
+ *             name: string, format: Format, fileName: string, threads: number|null, floats?: Float32Array,
+ *             input?: Uint8Array, stages?: { decode: number, shrink: number, generator: number, apply: number, encode: number },
  *             plan?: { working: [number, number], tile: number, origins: [number, number][] } }} Protected
- *   plan (local backends): the working size and tile origins the pipeline used.
+ *   blob: exactly the encoded file; fileName: the protected copy's name (NAME.protected.EXT);
+ *   plan (local backends): the working size and tile origins the pipeline used; stages (local
+ *   backends): milliseconds spent in each stage.
  * @typedef {{ stage: 'download', file: string, loaded: number, total: number, cached: boolean,
  *             modelLoaded: number, modelTotal: number }
  *          | { stage: 'photo', name: string, fraction: number }} Progress
  *   download: loaded of total bytes of one file, and modelLoaded of modelTotal bytes over all the
  *   files the backend loads (cached: this file came from the cache, by its sha256).
- * @typedef {{ eps?: number, name?: string, float?: boolean, input?: boolean, seed?: string|Uint8Array }} ProtectOptions
- *   eps: the bound in 8-bit levels (default the model's); float: also return the protected photo
+ * @typedef {{ eps?: number, name?: string, format?: Format, float?: boolean, input?: boolean, seed?: string|Uint8Array }} ProtectOptions
+ *   eps: the bound in 8-bit levels (default the model's); format: the file written (default png;
+ *   shared/formats.js: png and webp lossless, jpeg the smaller file); float: also return the protected photo
  *   before rounding (float32 (1,3,H,W)); input: also return the decoded RGBA (H*W*4) that was
  *   protected (local backends; the app's verify mode); seed: 32 hex digits (or 16 bytes) fixing
  *   the randomised generator's seed, for reproducibility checks only; omit it in real use, and
  *   every protection then draws a fresh secret seed from crypto.getRandomValues that is never
  *   stored or sent.
  */
+
+import { OUTPUT_FORMATS, protectedName } from '../shared/formats.js';
 
 const WORKER_URL = new URL(__RID_WORKER__, import.meta.url); // the hashed worker bundle (build.mjs)
 
@@ -80,12 +87,14 @@ export async function createProtector({ manifestUrl, backend = 'auto', serverUrl
     log: info.log,
     crossOriginIsolated: info.crossOriginIsolated,
     /** @param {Blob} file @param {ProtectOptions} [options] seed: for reproducibility checks only; omit it in real use. */
-    async protect(file, { eps, name = file.name ?? 'photo', float = false, input = false, seed } = {}) {
+    async protect(file, { eps, name = file.name ?? 'photo', format = 'png', float = false, input = false, seed } = {}) {
       const buffer = await file.arrayBuffer();
-      const r = await call({ type: 'protect', buffer, name, eps, float, input, seed: seed ?? null }, [buffer], name);
-      return { blob: new Blob([r.png], { type: 'image/png' }), width: r.width, height: r.height, backend: r.backend,
-        threads: r.threads ?? null, ms: r.ms, eps: r.eps, name, ...(r.floats ? { floats: new Float32Array(r.floats) } : {}),
-        ...(r.plan ? { plan: r.plan } : {}), ...(r.input ? { input: new Uint8Array(r.input) } : {}) };
+      const r = await call({ type: 'protect', buffer, name, eps, format, float, input, seed: seed ?? null }, [buffer], name);
+      return { blob: new Blob([r.file], { type: OUTPUT_FORMATS[r.format].media_type }), width: r.width, height: r.height,
+        backend: r.backend, threads: r.threads ?? null, ms: r.ms, eps: r.eps, name, format: r.format,
+        fileName: protectedName(name, r.format), ...(r.stages ? { stages: r.stages } : {}),
+        ...(r.floats ? { floats: new Float32Array(r.floats) } : {}), ...(r.plan ? { plan: r.plan } : {}),
+        ...(r.input ? { input: new Uint8Array(r.input) } : {}) };
     },
     /** The generator graph alone on a working-size float32 (1,3,h,w) image: for parity tests.
      * seed (32 hex digits): for reproducibility checks only; omit it in real use (a fresh one). */
@@ -106,11 +115,7 @@ export async function listModels(serverUrl = location.origin) {
   return (await response.json()).models.map((m) => ({ ...m, manifest_url: new URL(m.manifest_url, url).href }));
 }
 
-/** The protected copy's file name: the original's stem, .png. */
-export function protectedName(name) {
-  const dot = name.lastIndexOf('.');
-  return `${dot > 0 ? name.slice(0, dot) : name}.png`;
-}
-
+export { OUTPUT_FORMATS, protectedName } from '../shared/formats.js';
 export { MAX_PIXELS, workingSize } from '../shared/pipeline.js';
 export { seedCode } from '../shared/seed.js';
+export { plainError } from '../shared/words.js';

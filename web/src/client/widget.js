@@ -1,10 +1,28 @@
-// <rid-protect server="…" [manifest="…/manifest.json"] [for="input-id"] [eps="8"] [backend="auto"]>
+// <rid-protect server="…" [manifest="…/manifest.json"] [for="input-id"] [eps="8"] [backend="auto"] [format="png|jpeg|webp"]>
 // Without `manifest`, the server's first model (/v1/models) is used.
 // Protects the photos chosen in a file input of the host page (the one named by `for`, else the
 // first file input of the surrounding form), puts the protected copies in that input, so the
-// host form uploads them, and fires `rid-protected` (detail: { blob, name, backend }) per photo.
+// host form uploads them, and fires `rid-protected` (detail: { blob, name, backend, format }) per photo.
+// What the host's form gets (web/README.md says why): a file its input accepts, named as the person
+// chose it with the extension of what it now holds (me.jpg -> me.png): `format`, else the first of
+// png, jpeg, webp that the input's `accept` allows.
 
-import { createProtector, listModels, protectedName } from './protector.js';
+import { OUTPUT_FORMATS, createProtector, listModels } from './protector.js';
+
+/** The format a file input takes: the first of ours that its accept list allows (png if none does). */
+export function formatFor(input) {
+  const accept = (input?.accept ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
+  if (!accept.length) return 'png';
+  const takes = ([format, spec]) => accept.some((t) => t === spec.media_type || t === 'image/*' || t === `.${spec.extension}`
+    || (format === 'jpeg' && t === '.jpeg'));
+  return Object.entries(OUTPUT_FORMATS).find(takes)?.[0] ?? 'png';
+}
+
+/** The name the host's form gets: the person's own file name, with the extension of its new content. */
+function hostName(name, format) {
+  const dot = name.lastIndexOf('.');
+  return `${dot > 0 ? name.slice(0, dot) : name}.${OUTPUT_FORMATS[format].extension}`;
+}
 import { sheetOf } from './sheets.js';
 
 const STYLE = `:host{display:inline-block;font:14px system-ui,sans-serif;color:inherit}
@@ -60,12 +78,14 @@ class RidProtect extends HTMLElement {
     try {
       const protector = await this.#ready();
       const eps = this.hasAttribute('eps') ? Number(this.getAttribute('eps')) : undefined;
+      const format = this.getAttribute('format') ?? formatFor(input);
       for (const file of files) {
         try {
-          const result = await protector.protect(file, { eps });
-          const name = protectedName(file.name);
-          protectedFiles.push(new File([result.blob], name, { type: 'image/png' }));
-          this.dispatchEvent(new CustomEvent('rid-protected', { bubbles: true, composed: true, detail: { blob: result.blob, name, backend: result.backend } }));
+          const result = await protector.protect(file, { eps, format });
+          const name = hostName(file.name, format);
+          protectedFiles.push(new File([result.blob], name, { type: result.blob.type }));
+          this.dispatchEvent(new CustomEvent('rid-protected', { bubbles: true, composed: true,
+            detail: { blob: result.blob, name, backend: result.backend, format } }));
         } catch (err) {
           this.#say(`RID: ${file.name}: ${err.message}`, true);
           this.dispatchEvent(new CustomEvent('rid-error', { bubbles: true, composed: true, detail: { name: file.name, code: err.code, message: err.message } }));

@@ -1,12 +1,16 @@
 // File bytes -> RGBA pixels by the pipeline's rules: magic bytes decide the type (JPEG, PNG,
 // WebP); a file cut short is refused (the browser would show the part it has); EXIF orientation
 // is applied; no colour conversion; alpha untouched (read through WebGL, as a 2D canvas would
-// premultiply it).
+// premultiply it). Every error carries a code and the plain sentence of shared/words.js.
+
+import { plainError } from '../shared/words.js';
 
 export class ImageError extends Error {
-  constructor(code, message) {
-    super(message);
+  /** message: the plain sentence for `code` (shared/words.js), else `detail`. */
+  constructor(code, detail, facts = {}) {
+    super(plainError(code, facts) ?? detail);
     this.code = code;
+    this.detail = detail;
   }
 }
 
@@ -34,9 +38,44 @@ function complete(bytes, kind) {
   return riff + 8 <= n;
 }
 
+/** { width, height } from the file's header, before any pixel is decoded; null where the header
+ * cannot be read (the decoder then judges the file). Orientation does not change W*H. */
+export function headerSize(bytes, kind) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const size = (width, height) => ({ width, height });
+  if (kind === 'png') return bytes.length >= 24 ? size(view.getUint32(16), view.getUint32(20)) : null;
+  if (kind === 'webp') {
+    if (bytes.length < 30) return null;
+    const chunk = String.fromCharCode(...bytes.subarray(12, 16));
+    const u24 = (i) => bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16);
+    if (chunk === 'VP8X') return size(1 + u24(24), 1 + u24(27));
+    if (chunk === 'VP8L') {
+      const b = view.getUint32(21, true);
+      return size(1 + (b & 0x3fff), 1 + ((b >>> 14) & 0x3fff));
+    }
+    if (chunk === 'VP8 ') return size(view.getUint16(26, true) & 0x3fff, view.getUint16(28, true) & 0x3fff);
+    return null;
+  }
+  // JPEG: the first start-of-frame marker (SOF0..SOF15 but DHT C4, JPG C8, DAC CC).
+  for (let i = 2; i + 9 < bytes.length;) {
+    if (bytes[i] !== 0xff) return null;
+    const marker = bytes[i + 1];
+    if (marker === 0xff) { i++; continue; }
+    if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) return size(view.getUint16(i + 7), view.getUint16(i + 5));
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue; }
+    i += 2 + view.getUint16(i + 2);
+  }
+  return null;
+}
+
 export async function decode(bytes, maxPixels) {
+  if (!bytes.length) throw new ImageError('empty_file', 'the file is empty');
   const kind = sniff(bytes);
   if (!kind) throw new ImageError('unsupported_type', 'not a JPEG, PNG or WebP image');
+  const claimed = headerSize(bytes, kind);
+  if (claimed && claimed.width * claimed.height > maxPixels) {
+    throw new ImageError('too_many_pixels', `too many pixels: ${claimed.width}x${claimed.height} > ${maxPixels}`, { pixels: claimed.width * claimed.height });
+  }
   if (!complete(bytes, kind)) throw new ImageError('corrupt_image', `truncated ${kind.toUpperCase()} file`);
   let bitmap;
   try {
@@ -47,7 +86,7 @@ export async function decode(bytes, maxPixels) {
   const { width, height } = bitmap;
   if (width * height > maxPixels) {
     bitmap.close();
-    throw new ImageError('too_many_pixels', `too many pixels: ${width}x${height} > ${(maxPixels / 1e6).toFixed(1)} MP`);
+    throw new ImageError('too_many_pixels', `too many pixels: ${width}x${height} > ${maxPixels}`, { pixels: width * height });
   }
   let rgba = read2d(bitmap);
   let hasAlpha = false;

@@ -1,18 +1,21 @@
 // The worker: models, sessions, decoding, the tiled pipeline and encoding, off the page's thread.
 // Messages in: init, protect, generator (the generator graph alone, for parity fixtures).
 // Messages out: ready, download, progress, done, error. Buffers are transferred, never copied.
-// A local protection's done also carries the plan it used (working size, tile origins).
+// A local protection's done also carries the plan it used (working size, tile origins) and the
+// milliseconds of each stage (decode, shrink, generator, apply, encode: bench/browser_speed.py).
+// Output formats (shared/formats.js): PNG by png.js, JPEG and lossless WebP by the browser's own
+// encoders (OffscreenCanvas), which read the 8-bit pixels as they are for an opaque photo.
 // A randomised generator (manifest.seed) gets a fresh seed's code for every protection
 // (shared/seed.js); the seed is never stored or posted back. A `seed` (32 hex digits) in a
 // protect or generator message fixes it, for reproducibility checks only.
 
-import { encode as encodePng } from 'fast-png';
-
+import { OUTPUT_FORMATS } from '../shared/formats.js';
 import { MAX_PIXELS, addPart, tileOrigins, tileToFloat, workingSize, writeTile8 } from '../shared/pipeline.js';
 import { drawCode, parseSeed, seedHex, seedSpec } from '../shared/seed.js';
 import { candidates, wasmThreads } from './backends.js';
 import { ImageError, decode } from './decode.js';
 import { loadManifest, loadVerified } from './models.js';
+import { encodePng } from './png.js';
 
 const ORT_DIR = new URL(__ORT_DIR__, import.meta.url).href; // onnxruntime-web's files, copied beside the worker (build.mjs)
 const ORT_MODULE = { wasm: 'ort.wasm.min.mjs', webgpu: 'ort.webgpu.min.mjs' };
@@ -77,8 +80,14 @@ async function codeFor(manifest, seed) {
 }
 
 /** One photo through the exported pieces, as ridexport.runtime.OnnxProtector does it. */
-async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progress, seed) {
+async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progress, seed, stages) {
   const { rgba, width: w, height: h } = image;
+  const timed = async (stage, work) => {
+    const t = performance.now();
+    const out = await work();
+    stages[stage] = (stages[stage] ?? 0) + performance.now() - t;
+    return out;
+  };
   const tile = manifest.pipeline.pieces.tile;
   const [hw, ww] = workingSize(h, w, manifest.pipeline.working_size);
   const eps = Math.fround(epsLevels / 255);
@@ -88,18 +97,24 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
   const xWork = new Float32Array(3 * hw * ww);
   for (const [r, c] of origins) {
     const th = Math.min(tile, h - r), tw = Math.min(tile, w - c);
-    const p = await runner.shrink(tileToFloat(rgba, w, r, c, th, tw), th, tw, r, c, h, w, hw, ww);
-    addPart(xWork, hw, ww, p.part, p.k, p.m, p.pr, p.pc);
+    await timed('shrink', async () => {
+      const p = await runner.shrink(tileToFloat(rgba, w, r, c, th, tw), th, tw, r, c, h, w, hw, ww);
+      addPart(xWork, hw, ww, p.part, p.k, p.m, p.pr, p.pc);
+    });
     progress(++done / steps);
   }
-  const { delta } = await runner.generator(xWork, hw, ww, eps, await codeFor(manifest, seed));
+  const code = await codeFor(manifest, seed);
+  const { delta } = await timed('generator', () => runner.generator(xWork, hw, ww, eps, code));
   progress(++done / steps);
   const out = new Uint8ClampedArray(rgba); // alpha stays as it came
   const floats = wantFloat ? new Float32Array(3 * h * w) : null;
   for (const [r, c] of origins) {
     const th = Math.min(tile, h - r), tw = Math.min(tile, w - c);
-    const prot = await runner.apply(tileToFloat(rgba, w, r, c, th, tw), th, tw, delta, hw, ww, r, c, h, w, eps);
-    writeTile8(out, w, prot, r, c, th, tw);
+    const prot = await timed('apply', async () => {
+      const p = await runner.apply(tileToFloat(rgba, w, r, c, th, tw), th, tw, delta, hw, ww, r, c, h, w, eps);
+      writeTile8(out, w, p, r, c, th, tw);
+      return p;
+    });
     if (floats) for (let ch = 0; ch < 3; ch++) for (let y = 0; y < th; y++)
       floats.set(prot.subarray((ch * th + y) * tw, (ch * th + y + 1) * tw), (ch * h + r + y) * w + c);
     progress(++done / steps);
@@ -107,33 +122,46 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
   return { out, floats, plan: { working: [hw, ww], tile, origins } };
 }
 
-function encode(rgba, width, height, hasAlpha) {
-  if (hasAlpha) return encodePng({ width, height, data: rgba, channels: 4, depth: 8 });
-  const rgb = new Uint8Array(width * height * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
+/** The protected pixels as a file of `format`: exactly its bytes, in a buffer of their own. */
+async function encode(rgba, width, height, hasAlpha, format) {
+  if (format === 'png') {
+    if (hasAlpha) return encodePng(rgba, width, height, 4);
+    const rgb = new Uint8Array(width * height * 3);
+    for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+      rgb[j] = rgba[i];
+      rgb[j + 1] = rgba[i + 1];
+      rgb[j + 2] = rgba[i + 2];
+    }
+    return encodePng(rgb, width, height, 3);
   }
-  return encodePng({ width, height, data: rgb, channels: 3, depth: 8 });
+  // A canvas keeps colour premultiplied by alpha, so it changes what lies under transparent parts.
+  if (hasAlpha) throw new ImageError(format === 'jpeg' ? 'alpha_not_supported' : 'alpha_needs_png', `${format} cannot keep this photo's alpha exactly`);
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), width, height), 0, 0);
+  const spec = OUTPUT_FORMATS[format];
+  // Chromium writes lossless WebP at quality 1 (tests/test_browser.py checks it value for value).
+  const blob = await canvas.convertToBlob({ type: spec.media_type, quality: spec.lossless ? 1 : spec.quality / 100 });
+  if (blob.type !== spec.media_type) throw new Error(`this browser cannot write ${format} (it gave ${blob.type})`);
+  return new Uint8Array(await blob.arrayBuffer());
 }
 
-async function protectOnServer(bytes, name, epsLevels, seed) {
+async function protectOnServer(bytes, name, epsLevels, seed, format) {
   const form = new FormData();
   form.append('file', new Blob([bytes]), name);
   form.append('eps', String(epsLevels));
-  form.append('format', 'png');
+  form.append('format', format);
   if (seed !== null) form.append('seed', seedHex(seed)); // only a given one; else the server draws its own
   const response = await fetch(new URL('/v1/protect', state.serverUrl), { method: 'POST', body: form });
   if (!response.ok) {
     const body = await response.json().catch(() => ({ code: `http_${response.status}`, detail: response.statusText }));
-    throw new ImageError(body.code, body.detail);
+    const [, w, h] = /(\d+)x(\d+)/.exec(body.detail ?? '') ?? [];
+    throw new ImageError(body.code, body.detail, { pixels: w ? Number(w) * Number(h) : null });
   }
-  const png = new Uint8Array(await response.arrayBuffer());
-  const bitmap = await createImageBitmap(new Blob([png]));
+  const file = new Uint8Array(await response.arrayBuffer());
+  const bitmap = await createImageBitmap(new Blob([file]));
   const size = { width: bitmap.width, height: bitmap.height };
   bitmap.close();
-  return { png, ...size };
+  return { file, ...size };
 }
 
 /** The next backend in the queue that starts; the reasons of those that did not are logged. */
@@ -178,28 +206,35 @@ function givenSeed(seed) {
   }
 }
 
-async function onProtect({ id, buffer, name, eps, float, seed, input }) {
+async function onProtect({ id, buffer, name, eps, float, seed, input, format = 'png' }) {
   const started = performance.now();
   const bytes = new Uint8Array(buffer);
   const epsLevels = eps ?? state.manifest.eps_levels;
   if (!state.manifest.eps_levels_allowed.includes(epsLevels)) throw new ImageError('bad_eps', `eps must be one of ${state.manifest.eps_levels_allowed}`);
+  if (!OUTPUT_FORMATS[format]) throw new ImageError('bad_format', `format must be one of ${Object.keys(OUTPUT_FORMATS).join(', ')}`);
   const fixed = givenSeed(seed);
   const progress = (fraction) => self.postMessage({ type: 'progress', id, fraction });
   for (;;) {
     const backend = state.runner.backend;
     try {
       if (backend === 'server') {
-        const { png, width, height } = await protectOnServer(bytes, name, epsLevels, fixed);
-        return { message: { type: 'done', id, png: png.buffer, width, height, backend, ms: performance.now() - started, eps: epsLevels }, transfer: [png.buffer] };
+        const { file, width, height } = await protectOnServer(bytes, name, epsLevels, fixed, format);
+        return { message: { type: 'done', id, file: file.buffer, format, width, height, backend, ms: performance.now() - started, eps: epsLevels },
+          transfer: [file.buffer] };
       }
+      const stages = {};
+      let t = performance.now();
       const image = await decode(bytes, MAX_PIXELS);
-      const { out, floats, plan } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress, fixed);
-      const png = encode(out, image.width, image.height, image.hasAlpha);
+      stages.decode = performance.now() - t;
+      const { out, floats, plan } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress, fixed, stages);
+      t = performance.now();
+      const file = await encode(out, image.width, image.height, image.hasAlpha, format);
+      stages.encode = performance.now() - t;
       // input: the decoded RGBA the pipeline protected, for the app's verify mode (client/verify.js).
       const rgba = input ? new Uint8Array(image.rgba) : null; // a copy with a buffer of its own, to transfer
-      const transfer = [png.buffer, ...(floats ? [floats.buffer] : []), ...(rgba ? [rgba.buffer] : [])];
-      return { message: { type: 'done', id, png: png.buffer, width: image.width, height: image.height, backend,
-        threads: state.runner.threads, ms: performance.now() - started, eps: epsLevels, floats: floats?.buffer ?? null,
+      const transfer = [file.buffer, ...(floats ? [floats.buffer] : []), ...(rgba ? [rgba.buffer] : [])];
+      return { message: { type: 'done', id, file: file.buffer, format, width: image.width, height: image.height, backend,
+        threads: state.runner.threads, ms: performance.now() - started, stages, eps: epsLevels, floats: floats?.buffer ?? null,
         plan, input: rgba?.buffer ?? null }, transfer };
     } catch (err) {
       // The photo's (or the caller's) fault, a given seed this page cannot honour, or nowhere left to go.
