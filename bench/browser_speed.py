@@ -5,8 +5,10 @@
 Prints the median ms per 512² photo (a JPEG through the library: decode, shrink tiles, generator,
 apply tiles, PNG encode, all in the worker) for WASM with 1 thread (a page without cross-origin
 isolation) and 2 threads (the app's isolated page); WebGPU when the adapter is a real GPU, else
-"SwiftShader only"; and the cold start: a fresh browser profile, from navigation to the first
-protected photo, with the model and onnxruntime-web's files served from localhost.
+"SwiftShader only"; where the time goes (the worker's own timing of each stage, median over the
+runs; "other" is the rest: messages, copies, tiles to float); the download's size in each format;
+and the cold start: a fresh browser profile, from navigation to the first protected photo, with
+the model and onnxruntime-web's files served from localhost.
 """
 
 from __future__ import annotations
@@ -31,21 +33,38 @@ from server_fallback.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-TIMED = """async ([b64, runs, backend, manifestUrl]) => {
+STAGES = ("decode", "shrink", "generator", "apply", "encode")
+TIMED = """async ([b64, runs, backend, manifestUrl, formats]) => {
   const { createProtector } = await import('/rid.js');
   const blob = new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]);
   const p = await createProtector({ manifestUrl, backend });
   await p.protect(blob);  // warm-up
-  const ms = [];
-  for (let i = 0; i < runs; i++) { const t = performance.now(); await p.protect(blob); ms.push(performance.now() - t); }
+  const ms = [], stages = [], bytes = {};
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    const r = await p.protect(blob);
+    ms.push(performance.now() - t);
+    stages.push(r.stages ?? null);
+    bytes.png = r.blob.size;
+  }
+  for (const format of formats) bytes[format] = (await p.protect(blob, { format })).blob.size;
   p.close();
-  return { ms, threads: p.threads, backend: p.backend };
+  return { ms, stages, bytes, threads: p.threads, backend: p.backend };
 }"""
 
 
+def breakdown(r: dict) -> str:
+    """Median ms of each stage over the runs, and of what is left of the whole."""
+    if not r["stages"][0]:
+        return ""
+    med = {s: statistics.median(run[s] for run in r["stages"]) for s in STAGES}
+    other = statistics.median(m - sum(run[s] for s in STAGES) for m, run in zip(r["ms"], r["stages"]))
+    return "".join(f"{med[s]:>10.0f}" for s in STAGES) + f"{other:>8.0f}"
 
-def photo_b64() -> str:
-    im = Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB").resize((512, 512))
+
+
+def photo_b64(size: tuple[int, int] = (512, 512)) -> str:
+    im = Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB").resize(size, Image.LANCZOS)
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=92)
     return base64.b64encode(buf.getvalue()).decode()
@@ -60,14 +79,21 @@ def main() -> None:
     with running(Settings(web_dist=REPO / "web" / "dist", rate_limit="1000000/minute")) as (url, _), sync_playwright() as pw:
         manifest_url = httpx.get(url + "/v1/models").json()["models"][0]["manifest_url"]
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
-        print(f"Chromium {browser.version}, headless; one 512x512 JPEG per run, median of {args.runs} after a warm-up\n")
-        print(f"{'backend':<28}{'median ms':>10}{'min ms':>9}")
+        print(f"Chromium {browser.version}, headless; one 512x512 JPEG per run, median of {args.runs} after a warm-up; "
+              "stages: the worker's own ms for each, median\n")
+        print(f"{'backend':<28}{'median ms':>10}{'min ms':>9}" + "".join(f"{s:>10}" for s in STAGES) + f"{'other':>8}")
+        sizes = None
         for label, path in (("WASM, 1 thread", "/examples/host.html"), ("WASM, 2 threads (isolated)", "/")):
             page = browser.new_page()
             page.goto(url + path)
-            r = page.evaluate(TIMED, [data, args.runs, "wasm", manifest_url])
+            r = page.evaluate(TIMED, [data, args.runs, "wasm", manifest_url, ["jpeg", "webp"]])
+            sizes = r["bytes"]
             print(f"{label:<28}"
-                  f"{statistics.median(r['ms']):>10.0f}{min(r['ms']):>9.0f}", flush=True)
+                  f"{statistics.median(r['ms']):>10.0f}{min(r['ms']):>9.0f}{breakdown(r)}", flush=True)
+            if path == "/":  # a larger photo: the shrink, which a photo at the working size skips, and the tiles
+                r = page.evaluate(TIMED, [photo_b64((2048, 1536)), max(3, args.runs // 2), "wasm", manifest_url, []])
+                print(f"{'  the same, 2048x1536 photo':<28}"
+                      f"{statistics.median(r['ms']):>10.0f}{min(r['ms']):>9.0f}{breakdown(r)}", flush=True)
             page.close()
         gpu = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS + ["--enable-unsafe-webgpu"])
         page = gpu.new_page()
@@ -77,9 +103,10 @@ def main() -> None:
         if adapter is None or "swiftshader" in adapter.lower():
             print(f"{'WebGPU':<28}{'SwiftShader only' if adapter else 'no adapter':>19}  ({adapter})")
         else:
-            r = page.evaluate(TIMED, [data, args.runs, "webgpu", manifest_url])
-            print(f"{'WebGPU':<28}{statistics.median(r['ms']):>10.0f}{min(r['ms']):>9.0f}")
+            r = page.evaluate(TIMED, [data, args.runs, "webgpu", manifest_url, []])
+            print(f"{'WebGPU':<28}{statistics.median(r['ms']):>10.0f}{min(r['ms']):>9.0f}{breakdown(r)}")
         gpu.close()
+        print("\ndownload of the 512² photo: " + ", ".join(f"{f} {n:,} bytes" for f, n in sizes.items()))
         colds = []
         with tempfile.TemporaryDirectory() as tmp:
             photo = Path(tmp) / "photo.jpg"

@@ -307,12 +307,14 @@ async function main() {
   verify.checked ||= new URLSearchParams(location.search).get('verify') === '1';
   verify.addEventListener('change', () => setVerify(verify.checked));
   setVerify(verify.checked);
-  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((err) => console.warn('offline mode unavailable:', err.message));
   starting = showModels().then(startProtector, (err) => {
     console.warn(`cannot list models: ${err.message}`);
     say('#backend', 'Cannot start: the list of protection models could not be loaded. Reload the page to try again.', true);
   });
   await starting;
+  // Offline use: registered once the model is ready, so that keeping the app's files for later
+  // does not slow the first photo's model download.
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((err) => console.warn('offline mode unavailable:', err.message));
   $('#model').addEventListener('change', start);
   $('#backend-choice').addEventListener('change', start);
   document.body.dataset.ready = 'yes';

@@ -29,7 +29,9 @@ async function localRunner(backend, manifest, manifestUrl) {
   ort.env.logLevel = 'error';
   const pieces = manifest.pipeline.pieces;
   const files = { generator: manifest.web_default_file, shrink: pieces.shrink.file, apply: pieces.apply.file };
-  const options = { executionProviders: [backend], graphOptimizationLevel: 'all' };
+  // Without spinning, onnxruntime's idle threads leave the cores to the tiles and the encoding
+  // that run between the sessions (bench/browser_speed.py's stages).
+  const options = { executionProviders: [backend], graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } };
   const sessions = {};
   // Progress per file, and over all the files this backend loads (modelLoaded of modelTotal bytes).
   const modelTotal = Object.values(files).reduce((sum, file) => sum + manifest.files[file].bytes, 0);
@@ -92,10 +94,14 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
   const [hw, ww] = workingSize(h, w, manifest.pipeline.working_size);
   const eps = Math.fround(epsLevels / 255);
   const origins = tileOrigins(h, w, tile);
-  const steps = 2 * origins.length + 1;
+  // A photo already at the working size: the shrink's weights are then exactly 1 on the diagonal and
+  // 0 elsewhere (scale 1, support 1), so its output is the photo itself, bit for bit. Skipping it
+  // saves the costliest piece of a 512-px photo after the generator (two dense 512x512 products).
+  const atWorkingSize = hw === h && ww === w;
+  const steps = (atWorkingSize ? 0 : origins.length) + origins.length + 1;
   let done = 0;
-  const xWork = new Float32Array(3 * hw * ww);
-  for (const [r, c] of origins) {
+  const xWork = atWorkingSize ? tileToFloat(rgba, w, 0, 0, h, w) : new Float32Array(3 * hw * ww);
+  if (!atWorkingSize) for (const [r, c] of origins) {
     const th = Math.min(tile, h - r), tw = Math.min(tile, w - c);
     await timed('shrink', async () => {
       const p = await runner.shrink(tileToFloat(rgba, w, r, c, th, tw), th, tw, r, c, h, w, hw, ww);
@@ -103,6 +109,7 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
     });
     progress(++done / steps);
   }
+  stages.shrink ??= 0;
   const code = await codeFor(manifest, seed);
   const { delta } = await timed('generator', () => runner.generator(xWork, hw, ww, eps, code));
   progress(++done / steps);
