@@ -8,7 +8,9 @@ tile plan, the 8-bit rounding, the bound check) are defined in ridpixels; this m
          --generator-->  delta, |delta| <= eps
          --delta_to_full--> delta at (H, W), clamped to [-eps, eps]
          --to_uint8-->   rint(clamp(x + delta, 0, 1) * 255)   (round half to even)
-         --save_image--> lossless PNG / WebP, written atomically; alpha untouched
+         --save_image--> PNG or WebP (lossless) or JPEG (ridpixels.OUTPUT_FORMATS), written
+                         atomically; alpha untouched (JPEG has none: a photo with transparent
+                         parts is refused, ImageError alpha_not_supported)
 
 Decoding rules (Pillow, no colour management):
 - Formats: JPEG (MPO files open as JPEG), PNG (and APNG), WebP, BMP, TIFF, GIF. Animated: the first frame.
@@ -59,7 +61,19 @@ MAX_PIXELS = 64 * 2**20  # 67 108 864: a "64 MP" phone photo (9248 x 6936) still
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # never EPS & co. (Ghostscript)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # files we look for
 GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-SAVE_OPTIONS = {"png": dict(format="PNG"), "webp": dict(format="WEBP", lossless=True, exact=True)}
+# How Pillow writes each of ridpixels.OUTPUT_FORMATS (the one list of choices; the quality comes
+# from it). A format added there without a line here fails at import.
+# - PNG: zlib level 6, Pillow's default. optimize=True (level 9) is 2-5 % smaller and 5-8x slower
+#   on the bundled model's output: for 2560x1600 TwoWings.jpg, 3.91 MB in 1.3 s against 3.73 MB
+#   in 11 s (two CPU cores), too slow a price for the server and `rid protect`.
+# - JPEG: 4:2:0 chroma subsampling, Pillow's default and what Chromium's canvas encoder (the page)
+#   gives; optimize=True (Huffman tables: smaller, the same pixels).
+# - WebP: lossless; exact=True keeps the RGB under alpha 0.
+_PILLOW = {"png": dict(format="PNG", compress_level=6), "jpeg": dict(format="JPEG", subsampling="4:2:0", optimize=True),
+           "webp": dict(format="WEBP", lossless=True, exact=True)}
+SAVE_OPTIONS = {fmt: {**_PILLOW[fmt], **({"quality": spec["quality"]} if "quality" in spec else {})}
+                for fmt, spec in ridpixels.OUTPUT_FORMATS.items()}
+ALPHA_NOT_SUPPORTED = "this photo has transparent parts, which JPEG cannot keep: choose PNG or WebP"
 ORIENTATION = 0x0112
 
 
@@ -71,7 +85,8 @@ def is_image_path(rel: Path) -> bool:
 
 class ImageError(ValueError):
     """A file that cannot be used as a photo; the message is a short reason, `code` a stable
-    name for it: not_an_image, too_many_pixels, corrupt_image or unsupported_mode."""
+    name for it: not_an_image, too_many_pixels, corrupt_image, unsupported_mode, or
+    alpha_not_supported (a photo with transparent parts asked for as JPEG)."""
 
     def __init__(self, message: str, code: str = "corrupt_image"):
         super().__init__(message)
@@ -210,6 +225,16 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------- encoding
 
 
+def check_format(fmt: str, alpha: np.ndarray | None = None) -> None:
+    """ValueError for a format outside ridpixels.OUTPUT_FORMATS; ImageError alpha_not_supported
+    for JPEG of a photo with transparent parts (an alpha below 255 anywhere; a fully opaque alpha
+    band is dropped). Callers check before protecting, so that no work is spent on a refusal."""
+    if fmt not in SAVE_OPTIONS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(SAVE_OPTIONS)}")
+    if fmt == "jpeg" and alpha is not None and int(alpha.min(initial=255)) < 255:
+        raise ImageError(ALPHA_NOT_SUPPORTED, "alpha_not_supported")
+
+
 def encode_image(
     rgb: np.ndarray,
     alpha: np.ndarray | None = None,
@@ -217,10 +242,12 @@ def encode_image(
     exif: bytes | None = None,
     icc: bytes | None = None,
 ) -> bytes:
-    """A lossless PNG or WebP (exact=True keeps RGB under alpha 0) in memory. EXIF is written
-    only when given; the ICC profile whenever given."""
-    if fmt not in SAVE_OPTIONS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(SAVE_OPTIONS)}")
+    """The photo as `fmt` (SAVE_OPTIONS) in memory: lossless PNG or WebP (exact=True keeps RGB
+    under alpha 0), or JPEG at the table's quality, which keeps no alpha (check_format). EXIF is
+    written only when given; the ICC profile whenever given."""
+    check_format(fmt, alpha)
+    if fmt == "jpeg":
+        alpha = None  # fully opaque (check_format): nothing is lost
     pixels = rgb if alpha is None else np.dstack([rgb, alpha])
     extra = {k: v for k, v in (("exif", exif), ("icc_profile", icc)) if v is not None}
     buf = io.BytesIO()

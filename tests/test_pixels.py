@@ -12,7 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
+from skimage import data as skdata
 
+import ridpixels
 from ridtrain import pixels
 from ridtrain.pixels import ImageError, delta_to_full, load_image, save_image, to_float, to_uint8, to_working, working_size
 
@@ -294,7 +296,7 @@ def test_save_is_lossless_and_keeps_rgb_under_zero_alpha(tmp_path, fmt):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
-@pytest.mark.parametrize("fmt", ["png", "webp"])
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
 def test_save_writes_exif_only_when_given_and_always_icc(tmp_path, fmt):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = exif_with(1, gps=True).tobytes()
@@ -322,5 +324,57 @@ def test_failed_save_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_save_rejects_unknown_format(tmp_path):
-    with pytest.raises(ValueError, match="png"):
-        save_image(tmp_path / "x.jpg", rand_rgb(), fmt="jpeg")
+    with pytest.raises(ValueError, match="png, jpeg, webp"):
+        save_image(tmp_path / "x.gif", rand_rgb(), fmt="gif")
+
+
+def test_save_options_are_the_shared_table():
+    """One list of choices (ridpixels.OUTPUT_FORMATS), the JPEG quality from it."""
+    assert list(pixels.SAVE_OPTIONS) == list(ridpixels.OUTPUT_FORMATS)
+    assert pixels.SAVE_OPTIONS["jpeg"]["quality"] == ridpixels.OUTPUT_FORMATS["jpeg"]["quality"]
+    for fmt, spec in ridpixels.OUTPUT_FORMATS.items():
+        data = pixels.encode_image(rand_rgb(), fmt=fmt)
+        assert Image.open(io.BytesIO(data)).get_format_mimetype() == spec["media_type"], fmt
+
+
+@pytest.fixture(scope="module")
+def protected_like() -> np.ndarray:
+    """A photograph with a +-3-level perturbation, as a protected photo is."""
+    rgb = skdata.astronaut()
+    noise = np.random.default_rng(0).integers(-3, 4, rgb.shape)
+    return np.clip(rgb.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def test_jpeg_decodes_close_and_smaller_than_the_png_which_stays_exact(protected_like):
+    png, jpeg = (pixels.encode_image(protected_like, fmt=fmt) for fmt in ("png", "jpeg"))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), protected_like)  # PNG: lossless
+    im = Image.open(io.BytesIO(jpeg))
+    assert im.format == "JPEG" and im.mode == "RGB" and im.size == (512, 512)
+    assert im.layer == [(1, 2, 2, 0), (2, 1, 1, 1), (3, 1, 1, 1)]  # 4:2:0, as the page's canvas encoder
+    err = np.asarray(im).astype(np.float64) - protected_like
+    psnr = 10 * np.log10(255**2 / np.mean(err**2))
+    print(f"jpeg {len(jpeg)} bytes, png {len(png)}: {len(jpeg) / len(png):.2f}x; PSNR {psnr:.1f} dB")
+    assert psnr > 32 and len(jpeg) < len(png) / 2
+
+
+def test_jpeg_pixels_are_what_the_efficacy_report_measures(protected_like):
+    """The JPEG download decodes to the pixels of purify's JPEG at the table's quality (optimize=True
+    changes only the Huffman tables), so the report's protection figures are those of the file
+    delivered."""
+    from ridtrain.attacker.purify import jpeg
+
+    delivered = np.asarray(Image.open(io.BytesIO(pixels.encode_image(protected_like, fmt="jpeg"))))
+    np.testing.assert_array_equal(delivered, jpeg(protected_like, ridpixels.OUTPUT_FORMATS["jpeg"]["quality"]))
+
+
+def test_jpeg_refuses_transparent_parts_and_drops_an_opaque_alpha():
+    rgb, alpha = rand_rgb(), np.full((H, W), 255, np.uint8)
+    opaque = Image.open(io.BytesIO(pixels.encode_image(rgb, alpha, "jpeg")))
+    assert opaque.mode == "RGB" and opaque.size == (W, H)
+    alpha[3, 5] = 254
+    with pytest.raises(ImageError) as err:
+        pixels.encode_image(rgb, alpha, "jpeg")
+    assert err.value.code == "alpha_not_supported"
+    assert str(err.value) == "this photo has transparent parts, which JPEG cannot keep: choose PNG or WebP"
+    for fmt in ("png", "webp"):  # the lossless formats keep it
+        np.testing.assert_array_equal(load_image(pixels.encode_image(rgb, alpha, fmt)).alpha, alpha)

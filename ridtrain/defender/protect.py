@@ -14,7 +14,7 @@ import torch
 import ridpixels
 from ridtrain.defender.generators import check_eps
 from ridtrain.defender.seeds import code_for
-from ridtrain.pixels import MAX_PIXELS, add_delta, encode_image, load_image, to_float, to_uint8, working_image
+from ridtrain.pixels import MAX_PIXELS, add_delta, check_format, encode_image, load_image, to_float, to_uint8, working_image
 
 
 def protect_array(gen, rgb: np.ndarray, eps_levels: int | None = None, seed: bytes | str | None = None) -> np.ndarray:
@@ -58,9 +58,12 @@ class TorchProtector:
 
 def protect_bytes(protector, data: bytes, eps: int | None = None, fmt: str = "png", keep_metadata: bool = False,
                   max_pixels: int = MAX_PIXELS, seed: bytes | str | None = None) -> bytes:
-    """An image file's bytes -> the protected image encoded as lossless `fmt`, with a
-    TorchProtector or OnnxProtector. The CLI and the server both call this, so the same photo
-    and seed give the same bytes (seed None: a fresh one). Raises ImageError."""
+    """An image file's bytes -> the protected image encoded as `fmt` (ridpixels.OUTPUT_FORMATS:
+    png, jpeg, webp), with a TorchProtector or OnnxProtector. The CLI and the server both call
+    this, so the same photo and seed give the same bytes (seed None: a fresh one). Raises
+    ImageError: alpha_not_supported, before any protecting, for a photo with transparent parts
+    asked for as JPEG."""
     dec = load_image(data, max_pixels)
+    check_format(fmt, dec.alpha)
     out = protector.protect_array(dec.rgb, eps, seed)
     return encode_image(out, dec.alpha, fmt, exif=dec.exif if keep_metadata else None, icc=dec.icc_profile)
