@@ -1,7 +1,9 @@
 """`rid protect`: photo files and folders in, protected photos out, on either backend.
 
 A batch goes on past a bad file (one error line names it); outputs are written to a temporary
-name and renamed; photos already done are skipped unless asked to overwrite.
+name and renamed; photos already done are skipped unless asked to overwrite. Each output keeps its
+input's path and stem under the out folder, with the chosen format's extension
+(ridpixels.OUTPUT_FORMATS: .png, .jpg, .webp).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ridexport.backends import load_backend
+from ridpixels import OUTPUT_FORMATS
 from ridtrain.defender.generators import check_eps
 from ridtrain.defender.protect import protect_bytes
 from ridtrain.defender.seeds import parse_seed
-from ridtrain.pixels import SAVE_OPTIONS, ImageError, is_image_path, write_atomic
+from ridtrain.pixels import ImageError, is_image_path, write_atomic
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -31,7 +34,7 @@ class Job:
 def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], list[str]]:
     """Jobs for files and folders (recursive, image suffixes, case-insensitive), keeping the path
     relative to the folder given; plus error lines for outputs that two inputs would share."""
-    suffix, out_root = "." + fmt, out_dir.resolve()
+    suffix, out_root = "." + OUTPUT_FORMATS[fmt]["extension"], out_dir.resolve()
     jobs, errors, claimed = [], [], {}
     for item in inputs:
         if item.is_dir():
@@ -57,8 +60,8 @@ def protect_file(protector, job: Job, eps: int | None, fmt: str, keep_metadata: 
 
 
 def _usage_error(inputs: list[Path], out_dir: Path, eps: int | None, fmt: str, seed: str | None = None) -> str | None:
-    if fmt not in SAVE_OPTIONS:
-        return f"unknown format {fmt!r}; choose one of {sorted(SAVE_OPTIONS)}"
+    if fmt not in OUTPUT_FORMATS:
+        return f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}"
     if seed is not None:
         try:
             parse_seed(seed)

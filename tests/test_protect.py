@@ -14,9 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
+from skimage import data as skdata
 from typer.testing import CliRunner
 
 from rid.cli import app
+from ridpixels import OUTPUT_FORMATS
 from ridtrain.defender.generators import ALLOWED_EPS, load_generator
 from ridtrain.defender.protect import protect_array
 from ridtrain.pixels import load_image
@@ -206,10 +208,10 @@ def test_metadata_stripped_by_default_kept_on_request(model_dir, tmp_path):
     exif.get_ifd(GPS_IFD).update({1: "N", 2: (48.0, 51.0, 30.0)})
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     photo = save(tmp_path / "in" / "gps.jpg", rand_rgb(), exif=exif, icc_profile=icc)
-    for flags, fmt in (([], "png"), (["--keep-metadata"], "png"), (["--keep-metadata"], "webp")):
+    for flags, fmt in (([], "png"), (["--keep-metadata"], "png"), (["--keep-metadata"], "webp"), ([], "jpeg"), (["--keep-metadata"], "jpeg")):
         out = tmp_path / f"out-{fmt}-{len(flags)}"
         assert rid(photo, "-o", out, "--model", model_dir, "--format", fmt, *flags).exit_code == 0
-        im = Image.open(out / f"gps.{fmt}")
+        im = Image.open(out / f"gps.{OUTPUT_FORMATS[fmt]['extension']}")
         im.load()
         assert im.size == (56, 40) and im.info.get("icc_profile") == icc
         kept = im.getexif()
@@ -223,7 +225,7 @@ def test_metadata_stripped_by_default_kept_on_request(model_dir, tmp_path):
     "args, message",
     [
         (["--eps", "5"], "eps must be one of"),
-        (["--format", "jpeg"], "unknown format 'jpeg'"),
+        (["--format", "gif"], "unknown format 'gif'; choose one of png, jpeg, webp"),
         (["--model", "no-such-model"], "cannot load model 'no-such-model'"),
     ],
 )
@@ -232,6 +234,34 @@ def test_usage_errors_exit_2(model_dir, tmp_path, args, message):
     res = rid(photo, "-o", tmp_path / "out", "--model", model_dir, *args)
     assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_format_jpeg_writes_smaller_jpg_files_and_refuses_transparent_photos(model_dir, tmp_path):
+    """--format jpeg: NAME.jpg beside the PNG layout, close to the PNG's pixels and smaller; a photo
+    with transparent parts gets one error line and the batch goes on (an all-opaque alpha is fine)."""
+    src = tmp_path / "in"
+    face = np.asarray(Image.fromarray(skdata.astronaut()).resize((160, 128), Image.LANCZOS))
+    opaque, see_through = (np.dstack([face, np.full(face.shape[:2], 255, np.uint8)]) for _ in range(2))
+    see_through[:10, :10, 3] = 0
+    save(src / "face.png", face)
+    save(src / "sub" / "opaque.png", opaque)
+    save(src / "sub" / "see-through.png", see_through)
+    res = rid(src, "-o", tmp_path / "jpeg", "--model", model_dir, "--format", "jpeg", "--seed", "ab" * 16)
+    assert res.exit_code == 1, res.output
+    assert error_lines(res.stderr) == [f"error: {src / 'sub' / 'see-through.png'}: this photo has transparent parts, "
+                                       "which JPEG cannot keep: choose PNG or WebP"]
+    assert "2 protected, 0 skipped (already done), 1 failed" in res.stderr and "Traceback" not in res.output
+    written = sorted(str(p.relative_to(tmp_path / "jpeg")) for p in (tmp_path / "jpeg").rglob("*"))
+    assert written == ["face.jpg", "sub", "sub/opaque.jpg"]
+    assert rid(src / "face.png", "-o", tmp_path / "png", "--model", model_dir, "--seed", "ab" * 16).exit_code == 0
+    jpg, png = Image.open(tmp_path / "jpeg" / "face.jpg"), Image.open(tmp_path / "png" / "face.png")
+    assert jpg.format == "JPEG" and jpg.mode == "RGB" and jpg.size == png.size == (160, 128)
+    err = np.asarray(jpg).astype(np.float64) - np.asarray(png)
+    psnr = 10 * np.log10(255**2 / np.mean(err**2))
+    jpg_bytes, png_bytes = (tmp_path / "jpeg" / "face.jpg").stat().st_size, (tmp_path / "png" / "face.png").stat().st_size
+    print(f"face: jpeg {jpg_bytes} bytes, png {png_bytes}; PSNR {psnr:.1f} dB")
+    assert psnr > 30 and jpg_bytes < png_bytes / 2
+    assert Image.open(tmp_path / "jpeg" / "sub" / "opaque.jpg").size == (160, 128)
 
 
 def test_missing_input_exits_2(model_dir, tmp_path):

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from rid.cli.base import app, bundled_note, fail
+from ridpixels import OUTPUT_FORMATS
 from ridtrain.bundled import DEFAULT_MODEL
 
 
@@ -17,7 +18,9 @@ def protect(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder; names and subfolders are kept."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Bundled model name or a saved generator folder."),
     eps: Optional[int] = typer.Option(None, "--eps", help="Bound in 8-bit levels (4, 8, 12, 16); default: the model's."),
-    fmt: str = typer.Option("png", "--format", help="png or webp (both lossless)."),
+    fmt: str = typer.Option("png", "--format", help=f"{' | '.join(OUTPUT_FORMATS)}: PNG and WebP are lossless; JPEG (quality "
+                            f"{OUTPUT_FORMATS['jpeg']['quality']}, written .{OUTPUT_FORMATS['jpeg']['extension']}) is the smaller file, "
+                            "for upload forms with size limits, and keeps no transparency."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo photos whose output already exists."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep EXIF (orientation reset to 1)."),
     backend: str = typer.Option("torch", "--backend", help="torch (the reference) or onnx (the exported file, onnxruntime)."),
