@@ -1,6 +1,8 @@
 """The FastAPI app: the web app at /, export folders at /models/NAME/, and the API.
 
-    POST /v1/protect   multipart: file, eps?, format? (png | webp-lossless), keep_metadata?
+    POST /v1/protect   multipart: file, eps?, format? (png | jpeg | webp; webp-lossless is webp's
+                       old name), keep_metadata?, seed?; the protected photo, named
+                       NAME.protected.EXT (ridpixels.protected_name) in Content-Disposition
     GET  /v1/models    the manifests served
     GET  /healthz      the process answers
     GET  /readyz       the model is loaded and passed its parity self-check at start-up
@@ -15,6 +17,7 @@ import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
@@ -25,12 +28,13 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
 from starlette.formparsers import MultiPartParser
 
+from ridpixels import OUTPUT_FORMATS, protected_name
 from ridtrain.defender.seeds import parse_seed
 from server_fallback import errors
 from server_fallback.limits import BodyLimit, JobGate
 from server_fallback.settings import BUILD_WEB, Settings
 from server_fallback.static import ModelFiles, WebFiles
-from server_fallback.uploads import FORMATS, protect_upload
+from server_fallback.uploads import FORMAT_CHOICES, output_format, protect_upload
 
 MODEL_HEADERS = ("X-RID-Model", "X-RID-Model-SHA256", "X-RID-Processing-Ms", "X-RID-Eps")
 
@@ -43,10 +47,26 @@ class ErrorBody(BaseModel):
 ERRORS = {
     413: "body_too_large, too_many_pixels (checked from the header, before decoding)",
     415: "unsupported_type: the content is not JPEG, PNG or WebP",
-    422: "empty_file, corrupt_image (also truncated, or unreadable behind valid magic bytes), unsupported_mode, bad_eps, bad_seed, bad_request",
+    422: "empty_file, corrupt_image (also truncated, or unreadable behind valid magic bytes), unsupported_mode, "
+         "alpha_not_supported (a photo with transparent parts asked for as jpeg), bad_eps, bad_seed, bad_request",
     429: "rate_limited (per client address); see Retry-After",
     503: "overloaded: all job slots and the queue are busy; see Retry-After",
 }
+
+
+FORMAT_HELP = ("png and webp are lossless; jpeg (quality " + str(OUTPUT_FORMATS["jpeg"]["quality"]) + ") is the smaller "
+               "file and keeps no transparency (422 alpha_not_supported); webp-lossless is webp's old name")
+
+
+def content_disposition(upload_name: str | None, fmt: str) -> str:
+    """inline, named NAME.protected.EXT (ridpixels.protected_name): filename= in plain ASCII (other
+    characters become _, the stem at most 100 of them), and, where the name has others,
+    filename*= with the name as uploaded, in UTF-8 (RFC 6266), which browsers prefer."""
+    name = protected_name(upload_name or "photo", fmt)
+    suffix = f".protected.{OUTPUT_FORMATS[fmt]['extension']}"
+    plain = (re.sub(r"[^A-Za-z0-9._-]", "_", name[:-len(suffix)])[:100] or "photo") + suffix
+    value = f'inline; filename="{plain}"'
+    return value if plain == name else value + f"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def web_dist_problem(web_dist: Path) -> str | None:
@@ -114,7 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/protect",
         tags=["protect"],
         response_class=Response,
-        responses={200: {"content": {"image/png": {}, "image/webp": {}}, "description": "the protected image; headers: "
+        responses={200: {"content": {spec["media_type"]: {} for spec in OUTPUT_FORMATS.values()},
+                         "description": "the protected image, named NAME.protected.EXT in Content-Disposition; headers: "
                          + ", ".join(MODEL_HEADERS)},
                    **{status: {"model": ErrorBody, "description": text} for status, text in ERRORS.items()}},
     )
@@ -123,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request: Request,
         file: UploadFile = File(..., description="JPEG, PNG or WebP photo"),
         eps: int | None = Form(None, description="bound in 8-bit levels; default the model's", examples=[8]),
-        format: Literal["png", "webp-lossless"] = Form("png", description="lossless output format"),
+        format: Literal[FORMAT_CHOICES] = Form("png", description=FORMAT_HELP),
         keep_metadata: bool = Form(False, description="keep EXIF (GPS included); stripped by default"),
         seed: str | None = Form(None, description="32 hex digits, to reproduce bytes in parity checks only; omit it "
                                 "in real use: the server then draws a fresh secret seed per photo and keeps none"),
@@ -139,14 +160,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except ValueError as err:
                 raise errors.ApiError(422, "bad_seed", str(err)) from None
         data = await file.read()
-        body, ms = await gate.run(protect_upload, protector, data, eps, format, keep_metadata, settings.max_pixels, seed)
+        fmt = output_format(format)
+        body, ms = await gate.run(protect_upload, protector, data, eps, fmt, keep_metadata, settings.max_pixels, seed)
         manifest = protector.manifest
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(file.filename or "photo").stem)[:100] or "photo"
-        extension, media_type = FORMATS[format][0], FORMATS[format][1]
         headers = {"X-RID-Model": manifest["name"], "X-RID-Model-SHA256": manifest["files"][protector.generator.file]["sha256"],
                    "X-RID-Processing-Ms": f"{ms:.1f}", "X-RID-Eps": str(protector.check_eps(eps)),
-                   "Content-Disposition": f'inline; filename="{stem}.protected.{extension}"', "Cache-Control": "no-store"}
-        return Response(body, media_type=media_type, headers=headers)
+                   "Content-Disposition": content_disposition(file.filename, fmt), "Cache-Control": "no-store"}
+        return Response(body, media_type=OUTPUT_FORMATS[fmt]["media_type"], headers=headers)
 
     @app.api_route("/v1/protect", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     async def protect_wrong_method():

@@ -78,6 +78,45 @@ def test_protect_returns_the_protected_photo_with_headers(server):
     assert out.shape == rgb.shape and 0 < np.abs(out.astype(int) - rgb).max() <= 4
 
 
+@pytest.mark.parametrize("fmt, name, media_type", [("png", "grace.hopper.jpg", "image/png"), ("jpeg", "grace.hopper.jpg", "image/jpeg"),
+                                                    ("webp", "grace.hopper.jpg", "image/webp"), ("webp-lossless", "grace.hopper.jpg", "image/webp"),
+                                                    ("jpeg", "C:\\photos\\Zoë café.png", "image/jpeg")],
+                         ids=["png", "jpeg", "webp", "webp-lossless-alias", "jpeg-non-ascii-name"])
+def test_each_format_gives_its_type_and_protected_name(server, fmt, name, media_type):
+    """The Content-Disposition name is ridpixels.protected_name's (filename= in plain ASCII,
+    filename*= in UTF-8 where they differ); webp-lossless, the old name, still gives WebP."""
+    from urllib.parse import quote
+
+    import ridpixels
+
+    rgb = np.asarray(photo(120, 90))
+    r = post(server[0], name, encode(Image.fromarray(rgb), "PNG"), format=fmt)
+    assert r.status_code == 200, r.text
+    canonical = {"webp-lossless": "webp"}.get(fmt, fmt)
+    expected = ridpixels.protected_name(name, canonical)
+    assert r.headers["content-type"] == media_type == ridpixels.OUTPUT_FORMATS[canonical]["media_type"]
+    disposition = r.headers["content-disposition"]
+    if expected.isascii() and " " not in expected:
+        assert disposition == f'inline; filename="{expected}"'
+    else:
+        assert disposition == f'inline; filename="Zo__caf_.protected.jpg"; filename*=UTF-8\'\'{quote(expected, safe="")}'
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}[media_type] and out.size == (90, 120)
+    change = np.abs(np.asarray(out.convert("RGB")).astype(int) - rgb).max()
+    assert 0 < change <= 8 if ridpixels.OUTPUT_FORMATS[canonical]["lossless"] else change > 0
+
+
+def test_jpeg_of_a_photo_with_transparent_parts_is_422_alpha_not_supported(server):
+    rgba = np.asarray(photo(60, 50, mode="RGBA")).copy()
+    rgba[:5, :5, 3] = 0
+    data = encode(Image.fromarray(rgba), "PNG")
+    r = post(server[0], "logo.png", data, format="jpeg")
+    assert (r.status_code, r.json()) == (422, {"code": "alpha_not_supported", "detail": "this photo has transparent parts, "
+                                                                                        "which JPEG cannot keep: choose PNG or WebP"})
+    ok = post(server[0], "logo.png", data, format="png")  # the lossless formats keep it
+    assert ok.status_code == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(ok.content)))[..., 3], rgba[..., 3])
+
+
 def test_output_bytes_equal_rid_protect_backend_onnx(server, corpus, tmp_path):
     from rid.protect import run_protect
 
