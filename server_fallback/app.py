@@ -6,6 +6,7 @@
     GET  /v1/models    the manifests served
     GET  /healthz      the process answers
     GET  /readyz       the model is loaded and passed its parity self-check at start-up
+    GET  /docs, /redoc the API's docs (Swagger UI, ReDoc), their files served here (docs.py): no network needed
 
 Run it with `rid serve` (uvicorn); settings come from RID_* variables (settings.py).
 """
@@ -30,7 +31,7 @@ from starlette.formparsers import MultiPartParser
 
 from ridpixels import OUTPUT_FORMATS, protected_name
 from ridtrain.defender.seeds import parse_seed
-from server_fallback import errors
+from server_fallback import docs, errors
 from server_fallback.limits import BodyLimit, JobGate
 from server_fallback.settings import BUILD_WEB, Settings
 from server_fallback.static import ModelFiles, WebFiles
@@ -105,8 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ready = all(case["passes"] for case in app.state.self_check.values())
         yield
 
-    app = FastAPI(title="RID server fallback", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="RID server fallback", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Protects photos with the same exported ONNX generator that the browser runs.")
+    docs.install(app)  # /docs and /redoc from packaged files, not a CDN
     app.state.limiter = limiter
     errors.install(app)
 

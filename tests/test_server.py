@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -208,6 +211,31 @@ def test_static_app_headers_and_mime_types(server):
     assert httpx.get(url + "/ort-wasm-simd-threaded.wasm").headers["content-type"] == "application/wasm"
     mjs = httpx.get(url + "/ort-wasm-simd-threaded.mjs")
     assert mjs.headers["content-type"].startswith("text/javascript") and mjs.headers["cache-control"] == "no-cache"
+
+
+def test_docs_load_only_from_this_server(server):
+    """/docs and /redoc reference no other site (no CDN): their files come from /docs-assets/, each
+    with its type, and their CSP keeps every request on this origin."""
+    url = server[0]
+    types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+    for page in ("/docs", "/redoc"):
+        r = httpx.get(url + page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert "http://" not in r.text and "https://" not in r.text
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "http" not in csp
+        refs = re.findall(r'(?:src|href|spec-url)="([^"]+)"|url: \'([^\']+)\'', r.text)
+        paths = sorted({a or b for a, b in refs})
+        assert "/openapi.json" in paths and any(p.startswith("/docs-assets/") and p.endswith(".js") for p in paths), paths
+        for path in paths:
+            assert path.startswith("/") and not path.startswith("//"), path
+            asset = httpx.get(url + path)
+            assert asset.status_code == 200 and asset.headers["content-type"].startswith(types[Path(path).suffix]), path
+    assert httpx.get(url + "/docs/oauth2-redirect").status_code == 200
+    # the page's one inline script is the one its CSP allows
+    script = re.search(r"<script>(.*?)</script>", httpx.get(url + "/docs").text, re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in httpx.get(url + "/docs").headers["content-security-policy"]
 
 
 def test_cors_is_open_only_to_configured_origins(server):
