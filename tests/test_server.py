@@ -348,6 +348,40 @@ def test_rid_serve_without_a_web_build_says_so_in_one_line(tmp_path, dist, says)
     assert says in first and "npm ci && npm run build" in first and "Traceback" not in err
 
 
+def test_rid_serve_says_where_to_open_the_model_and_the_web_app(web_dist):
+    port = free_port()
+    cmd = [sys.executable, "-m", "rid.cli", "serve", "--port", str(port), "--web-dist", str(web_dist)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, "/healthz")
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    from ridexport.backends import onnx_folder
+
+    folder = onnx_folder("default")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert out.splitlines()[:4] == [
+        f"Open http://127.0.0.1:{port}/ in a browser.",
+        f"Model: {manifest['name']} (eps {manifest['eps_levels']}/255), from {folder.resolve()}",
+        f"Web app: {web_dist.resolve()} (complete)",
+        f"API docs: http://127.0.0.1:{port}/docs",
+    ], (out, err)
+    assert "Traceback" not in err
+
+
+def test_startup_lines_for_all_interfaces_and_a_missing_web_app(tmp_path):
+    from server_fallback.startup import open_url, startup_lines
+
+    assert open_url("0.0.0.0", 80) == "http://127.0.0.1:80/" and open_url("::", 80) == "http://[::1]:80/"
+    assert open_url("localhost", 8000) == "http://localhost:8000/" and open_url("fe80::1", 1) == "http://[fe80::1]:1/"
+    lines = startup_lines("0.0.0.0", 8000, {"name": "m"}, tmp_path, tmp_path / "none")
+    assert lines[0].startswith("Open http://127.0.0.1:8000/ in a browser (it listens on all interfaces, 0.0.0.0")
+    assert lines[1] == f"Model: m, from {tmp_path.resolve()}"
+    assert lines[2].startswith("Web app: none (web app not built") and lines[2].endswith("serving the API only")
+    assert lines[3] == "API docs: http://127.0.0.1:8000/docs"
+
+
 def test_rid_serve_refuses_a_missing_model_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rid.cli", "serve", "--model", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=120)

@@ -55,16 +55,20 @@ def serve(
     from ridexport.manifest import ManifestError, load_manifest
     from server_fallback.app import web_dist_problem
     from server_fallback.settings import Settings
+    from server_fallback.startup import startup_lines
 
     settings = Settings(model=model, jobs=jobs, queue=queue, cors_origins=cors_origin or [], rate_limit=rate_limit)
     if web_dist is not None:
         settings.web_dist = web_dist
     try:
-        load_manifest(onnx_folder(model))
+        folder = onnx_folder(model)
+        manifest = load_manifest(folder)
     except (ManifestError, OSError, ValueError) as err:
         fail(f"cannot serve model {model!r}: {err}")
     problem = web_dist_problem(settings.web_dist)
     if problem:
         typer.echo(f"warning: {problem}; serving the API only", err=True)
+    for line in startup_lines(host, port, manifest, folder, settings.web_dist):
+        typer.echo(line)
     os.environ.update(settings.to_env())  # each worker process builds its app from these
     uvicorn.run("server_fallback.app:create_app", factory=True, host=host, port=port, workers=workers)
