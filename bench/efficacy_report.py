@@ -21,8 +21,9 @@ eval`, common random numbers): the Adv-SDS objective and the denoising MSE of ea
 training proxies' VAE.
 
 Purifications (ridtrain/attacker/purify.py) are applied to clean and protected photos alike, the
-subtracting ones included (an attacker purifies every photo he collects): JPEG 95/85/75, 0.5x
-resize and back, Gaussian blur sigma 1, and the five that subtract an estimate of delta:
+subtracting ones included (an attacker purifies every photo he collects): JPEG 95/85/75 and the
+app's own JPEG download (purify.DOWNLOAD_JPEG, at ridpixels.OUTPUT_FORMATS' quality), 0.5x resize
+and back, Gaussian blur sigma 1, and the five that subtract an estimate of delta:
 - subtract-public-model: the model's shipped ONNX export when it has one, run with the attacker's
   own fresh seed;
 - subtract-mean-delta: the mean delta of 16 other protected photos (--mean-delta-images);

@@ -4,9 +4,12 @@ moves a photo's latent in a real model's latent space, measured at the attacker'
 Methods, all at the same eps: RID (as users get it, a fresh seed per photo), white-box encoder PGD
 at each --pgd-steps (`rid attack --method encoder`, steps of 1/255) and Gaussian noise with RID's
 L2. Measure: |E(x') - E(x)| / |E(x)| at --latent-side, mean over the photos; then the same after each
-purification, applied to clean and protected photos alike, as % kept. Encoder PGD costs minutes a
-photo here, so its protected photos are kept in --pgd-cache (committed) with their seconds, keyed by
-the photos' bytes and the settings: a re-run after retraining RID evaluates RID alone.
+purification, applied to clean and protected photos alike, as % kept. The first purification is the
+app's JPEG download (purify.DOWNLOAD_JPEG, at ridpixels.OUTPUT_FORMATS' quality): the shift left when
+a person downloads the smaller file, beside the unpurified shift, which is the lossless PNG's.
+Encoder PGD costs minutes a photo here, so its protected photos are kept in --pgd-cache (committed)
+with their seconds, keyed by the photos' bytes and the settings: a re-run after retraining RID
+evaluates RID alone.
 """
 
 from __future__ import annotations
@@ -21,12 +24,17 @@ import numpy as np
 from ridtrain import pixels
 from ridtrain.attacker.attacks import run_attack
 from ridtrain.attacker.evaluate import check_disjoint, evaluate, mean_delta_pairs
-from ridtrain.attacker.purify import MEAN_DELTA_PHOTOS, PurifyContext, mean_working_delta
+from ridtrain.attacker.purify import DOWNLOAD_JPEG, DOWNLOAD_JPEG_QUALITY, MEAN_DELTA_PHOTOS, PurifyContext, mean_working_delta
 from ridtrain.data import find_images
 from ridtrain.diffusion.taef2 import load_encoders, load_taef2
 
-LATENT_PURIFICATIONS = ("jpeg75", "resize0.5", "subtract-public-model", "subtract-mean-delta", "subtract-periodic-mean",
-                        "subtract-tile-fit")
+# the app's JPEG download first (beside the unpurified, lossless shift), then the attacker's purifications
+LATENT_PURIFICATIONS = tuple(dict.fromkeys((DOWNLOAD_JPEG, "jpeg75", "resize0.5", "subtract-public-model", "subtract-mean-delta",
+                                            "subtract-periodic-mean", "subtract-tile-fit")))
+LABELS = {DOWNLOAD_JPEG: f"{DOWNLOAD_JPEG} (JPEG download)"}  # column heads: the app's download says so
+DOWNLOAD_NOTE = (f"the app's JPEG download (ridpixels.OUTPUT_FORMATS['jpeg']: quality {DOWNLOAD_JPEG_QUALITY}, Pillow 4:2:0): "
+                 "the protected photo as a person downloads the smaller file, against the clean photo through the same "
+                 "encoder; the unpurified shift is the lossless PNG's")
 
 
 def pgd_images(files, root: Path, encoder_names, args, steps: int) -> tuple[Path, dict]:
@@ -74,7 +82,8 @@ def contexts(args, files, rid_generator, attacker) -> tuple[dict, dict]:
     out = {"RID": PurifyContext(mean_delta=mean_delta, **common)}
     for steps in args.pgd_steps:
         out[f"encoder-PGD-{steps}"] = PurifyContext(**common)
-    notes = {"subtract-mean-delta": f"RID: the mean delta of {len(photos)} other photos protected with fresh seeds; "
+    notes = {DOWNLOAD_JPEG: DOWNLOAD_NOTE,
+             "subtract-mean-delta": f"RID: the mean delta of {len(photos)} other photos protected with fresh seeds; "
                                     "encoder PGD: n/a (16 more runs of minutes each)",
              "subtract-tile-fit": "n/a: the model has no tiles (pattern 0)" if tiles is None else f"{len(tiles)} tiles"}
     return out, notes
@@ -141,7 +150,7 @@ def print_latent(latent: dict) -> None:
         ref = rows[latent["reference"]]["shift"]
         print(f"\n{name}: relative latent shift |E(x') - E(x)| / |E(x)| at side {latent['side']}, eps {latent['eps_levels']}, "
               f"{len(latent['images'])} photos; purified: the shift left, and % of the unpurified shift kept")
-        head = f"{'method':20}{'shift':>7}{'noise':>7}{'x noise':>8}{'% ' + latent['reference'][8:]:>9}" + "".join(f"{p:>24}" for p in LATENT_PURIFICATIONS)
+        head = f"{'method':20}{'shift':>7}{'noise':>7}{'x noise':>8}{'% ' + latent['reference'][8:]:>9}" + "".join(f"{LABELS.get(p, p):>24}" for p in LATENT_PURIFICATIONS)
         print(head + f"{'PSNR':>6}{'SSIM':>7}{'s/photo':>9}")
         for method, row in rows.items():
             if "purified" not in row:

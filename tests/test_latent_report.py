@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ridpixels import OUTPUT_FORMATS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,9 +37,13 @@ def test_the_latent_table_compares_rid_with_encoder_pgd_and_noise(perturbed_gene
     assert latent["reference"] == "encoder-PGD-2" and latent["side"] == 64 and latent["images"] == ["grace_hopper.jpg"]
     assert set(rows) == {"RID", "encoder-PGD-2", "encoder-PGD-4", "Gaussian (RID's L2)"}
     assert rows["encoder-PGD-4"]["shift"] > rows["encoder-PGD-2"]["shift"] > rows["Gaussian (RID's L2)"]["shift"] > 0
-    # RID gets every purification; encoder PGD has no mean delta; a model without tiles has no tile fit
-    assert set(rows["RID"]["purified"]) == {"jpeg75", "resize0.5", "subtract-public-model", "subtract-mean-delta",
+    # RID gets every purification, the app's JPEG download first; encoder PGD has no mean delta; a model
+    # without tiles has no tile fit
+    download = f"jpeg{OUTPUT_FORMATS['jpeg']['quality']}"
+    assert set(rows["RID"]["purified"]) == {download, "jpeg75", "resize0.5", "subtract-public-model", "subtract-mean-delta",
                                             "subtract-periodic-mean"}
+    assert download in rows["encoder-PGD-2"]["purified"] and "JPEG download" in latent["notes"][download]
+    assert f"{download} (JPEG download)" in printed
     assert "subtract-mean-delta" not in rows["encoder-PGD-2"]["purified"]
     assert "no tiles" in latent["notes"]["subtract-tile-fit"]
     assert (out / "taef2-decoded.png").stat().st_size > 10_000

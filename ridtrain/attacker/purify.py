@@ -6,6 +6,10 @@ attacker who scrapes photos cannot tell which are protected, so whatever he does
 to all, and the clean baseline must go through it too.
 
 - jpeg95, jpeg85, jpeg75: re-encoding, as every upload pipeline does.
+- DOWNLOAD_JPEG (jpeg90 today): the app's own JPEG download, at ridpixels.OUTPUT_FORMATS['jpeg']['quality']
+  (Pillow's default 4:2:0, as the page's canvas encoder also subsamples). Not an attack: the person's
+  protected photo as delivered in the smaller format, so the attacker's copy is the JPEG. Measured the
+  same way (clean and protected both encoded), it says how much of the protection the smaller file keeps.
 - resize0.5: half size and back, a cheap low-pass.
 - blur1: Gaussian blur, sigma 1.
 - subtract-public-model: our model is public. Run it on the photo with a seed of the attacker's
@@ -38,13 +42,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ridpixels import OUTPUT_FORMATS
 from ridtrain import pixels
 from ridtrain.cells import cell_mean, tile_fit
 
+DOWNLOAD_JPEG_QUALITY = int(OUTPUT_FORMATS["jpeg"]["quality"])  # one definition: the app's, not a copy
+DOWNLOAD_JPEG = f"jpeg{DOWNLOAD_JPEG_QUALITY}"  # the purification that is the app's JPEG download
 PURIFICATIONS = {
-    "jpeg95": "JPEG quality 95 (Pillow, 4:2:0), decoded back",
-    "jpeg85": "JPEG quality 85 (Pillow, 4:2:0), decoded back",
-    "jpeg75": "JPEG quality 75 (Pillow, 4:2:0), decoded back",
+    **{f"jpeg{q}": f"JPEG quality {q} (Pillow, 4:2:0), decoded back"
+                   + (": the app's JPEG download (ridpixels.OUTPUT_FORMATS)" if q == DOWNLOAD_JPEG_QUALITY else "")
+       for q in sorted({95, 85, 75, DOWNLOAD_JPEG_QUALITY}, reverse=True)},
     "resize0.5": "0.5x downscale and back up to the original size (Pillow bicubic, antialiased)",
     "blur1": "Gaussian blur, sigma 1 (kornia, 7x7 kernel, reflected borders)",
     "subtract-public-model": "x - (G(x) - x): the public model run on the protected photo with the attacker's own seed, subtracted",
