@@ -49,7 +49,7 @@ async function localRunner(backend, manifest, manifestUrl) {
   }
   const tensor = (type, data, dims) => new ort.Tensor(type, data, dims);
   const i64 = (a, b) => tensor('int64', BigInt64Array.from([BigInt(a), BigInt(b)]), [2]);
-  return {
+  const runner = {
     backend,
     threads: backend === 'wasm' ? wasmThreads() : null,
     file: files.generator,
@@ -72,6 +72,19 @@ async function localRunner(backend, manifest, manifestUrl) {
       return out.protected.data;
     },
   };
+  if (backend === 'wasm') await warmUp(runner, spec);
+  return runner;
+}
+
+/** One small run of each piece before the first photo. onnxruntime-web's first run of a session
+ * is several times slower than the next (its arena and kernels are set up then): at 128² that cost
+ * is paid on a sixteenth of a 512² photo's work, not on the person's first photo. Not on WebGPU,
+ * whose software adapter (the tests') needs seconds even for this. */
+async function warmUp(runner, spec) {
+  const side = 128, tile = 16;
+  await runner.shrink(new Float32Array(3 * tile * tile), tile, tile, 0, 0, tile, tile, tile, tile);
+  await runner.generator(new Float32Array(3 * side * side), side, side, 1 / 255, spec ? new Float32Array(spec.dim) : null);
+  await runner.apply(new Float32Array(3 * tile * tile), tile, tile, new Float32Array(3 * tile * tile), tile, tile, 0, 0, tile, tile, 1 / 255);
 }
 
 /** The generator's code for one run: null for a deterministic generator; else the code of the
@@ -132,14 +145,14 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
 /** The protected pixels as a file of `format`: exactly its bytes, in a buffer of their own. */
 async function encode(rgba, width, height, hasAlpha, format) {
   if (format === 'png') {
-    if (hasAlpha) return encodePng(rgba, width, height, 4);
+    if (hasAlpha) return await encodePng(rgba, width, height, 4);
     const rgb = new Uint8Array(width * height * 3);
     for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
       rgb[j] = rgba[i];
       rgb[j + 1] = rgba[i + 1];
       rgb[j + 2] = rgba[i + 2];
     }
-    return encodePng(rgb, width, height, 3);
+    return await encodePng(rgb, width, height, 3);
   }
   // A canvas keeps colour premultiplied by alpha, so it changes what lies under transparent parts.
   if (hasAlpha) throw new ImageError(format === 'jpeg' ? 'alpha_not_supported' : 'alpha_needs_png', `${format} cannot keep this photo's alpha exactly`);
