@@ -10,7 +10,11 @@ from typing import List, Optional
 import typer
 
 from rid.cli.base import app, fail, torch_dtype
+from ridpixels import OUTPUT_FORMATS
 from ridtrain.bundled import DEFAULT_MODEL
+
+# ridtrain.attacker.purify.DOWNLOAD_JPEG, named here without importing torch (test_purify holds the help to PURIFICATIONS)
+DOWNLOAD_JPEG = f"jpeg{OUTPUT_FORMATS['jpeg']['quality']}"
 
 
 @app.command()
@@ -68,7 +72,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed"),
     purifications: Optional[List[str]] = typer.Option(
         None, "--purify", help="Also measure after an attacker's purification of clean and protected photos (repeatable): "
-        "jpeg95, jpeg85, jpeg75, resize0.5, blur1, subtract-public-model, subtract-mean-delta, subtract-periodic-mean, "
+        f"jpeg95, {DOWNLOAD_JPEG} (the app's JPEG download), jpeg85, jpeg75, resize0.5, blur1, subtract-public-model, subtract-mean-delta, subtract-periodic-mean, "
         "subtract-tile-fit, subtract-code-search (ridtrain/attacker/purify.py)."),
     mean_delta_images: Optional[Path] = typer.Option(
         None, "--mean-delta-images", help="subtract-mean-delta: other photos (the first 16, sorted) whose mean delta is subtracted."),
