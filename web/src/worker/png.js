@@ -1,13 +1,16 @@
-// PNG encoding as compact as Pillow's PNG: each row gets the filter (none, sub, up, average,
-// Paeth) whose output has the smallest sum of absolute values, as libpng and Pillow choose, and
-// the browser's own zlib deflates the rows (CompressionStream, zlib's default level 6, as
-// Pillow's default; fflate where a browser lacks it: several times slower in JavaScript). fast-png
-// wrote every row unfiltered at level 3, which left photos 1.5-2x larger. Returns exactly the
+// PNG encoding close to Pillow's optimised PNG at the speed of the unfiltered encoder it replaces
+// (fast-png, which wrote every row unfiltered: 1.5x Pillow's size). Each row gets the filter (none,
+// sub, up, average, Paeth) whose output has the smallest sum of absolute values, as libpng and
+// Pillow choose; fflate deflates the rows at level 1. On a protected 512² photo in Chromium
+// (2026-12-08): filters 13 ms + level 1 21 ms = 34 ms for 1.07x Pillow's optimised size, against
+// fast-png's 33 ms for 1.52x; level 6 took 61 ms for 1.03x, the browser's CompressionStream 60 ms
+// for 1.025x. Pure JavaScript, so every browser writes the same bytes. Returns exactly the
 // file's bytes (a buffer of its own, to transfer).
 
 import { zlibSync } from 'fflate';
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+const LEVEL = 1;
 
 const CRC_TABLE = new Uint32Array(256).map((_, n) => {
   let c = n;
@@ -62,22 +65,15 @@ function chunk(type, data) {
   return out;
 }
 
-/** zlib-wrapped deflate (RFC 1950), what a PNG's IDAT holds. */
-async function zlib(bytes) {
-  if (typeof CompressionStream === 'undefined') return zlibSync(bytes, { level: 6 });
-  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream('deflate'));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
 /** An 8-bit RGB (channels 3) or RGBA (channels 4) PNG of `pixels`, row-major. */
-export async function encodePng(pixels, width, height, channels) {
+export function encodePng(pixels, width, height, channels) {
   const header = new Uint8Array(13);
   const view = new DataView(header.buffer);
   view.setUint32(0, width);
   view.setUint32(4, height);
   header.set([8, channels === 4 ? 6 : 2, 0, 0, 0], 8); // bit depth, colour type, deflate, adaptive filters, no interlace
   const parts = [Uint8Array.from(SIGNATURE), chunk('IHDR', header),
-    chunk('IDAT', await zlib(filterRows(pixels, width, height, channels))), chunk('IEND', new Uint8Array(0))];
+    chunk('IDAT', zlibSync(filterRows(pixels, width, height, channels), { level: LEVEL })), chunk('IEND', new Uint8Array(0))];
   const file = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -145,14 +145,14 @@ async function protectLocal(runner, manifest, image, epsLevels, wantFloat, progr
 /** The protected pixels as a file of `format`: exactly its bytes, in a buffer of their own. */
 async function encode(rgba, width, height, hasAlpha, format) {
   if (format === 'png') {
-    if (hasAlpha) return await encodePng(rgba, width, height, 4);
+    if (hasAlpha) return encodePng(rgba, width, height, 4);
     const rgb = new Uint8Array(width * height * 3);
     for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
       rgb[j] = rgba[i];
       rgb[j + 1] = rgba[i + 1];
       rgb[j + 2] = rgba[i + 2];
     }
-    return await encodePng(rgb, width, height, 3);
+    return encodePng(rgb, width, height, 3);
   }
   // A canvas keeps colour premultiplied by alpha, so it changes what lies under transparent parts.
   if (hasAlpha) throw new ImageError(format === 'jpeg' ? 'alpha_not_supported' : 'alpha_needs_png', `${format} cannot keep this photo's alpha exactly`);
