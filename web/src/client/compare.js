@@ -6,7 +6,9 @@
 import { sheetOf } from './sheets.js';
 
 const STYLE = `:host{display:block;position:relative;max-width:100%}
-.view{max-width:100%;overflow:hidden}.view.actual{overflow:auto;max-height:75vh;outline:1px solid #ccc}
+.view{display:inline-block;vertical-align:top;max-width:100%;overflow:hidden}
+.view.actual{display:block;overflow:auto;max-height:75vh;outline:1px solid #ccc}
+.split{position:absolute;top:0;bottom:0;width:0;border-left:2px solid #fff;box-shadow:0 0 0 1px rgba(0,0,0,.5);pointer-events:none}
 .stage{position:relative;display:inline-block;max-width:100%;line-height:0}
 .actual .stage{max-width:none}
 canvas{max-width:100%;height:auto}.actual canvas{max-width:none}.top{position:absolute;left:0;top:0}
@@ -23,6 +25,7 @@ export class RidCompare extends HTMLElement {
   #view;
   #tags;
   #hint;
+  #split;
 
   connectedCallback() {
     if (this.shadowRoot) return;
@@ -31,7 +34,7 @@ export class RidCompare extends HTMLElement {
     root.innerHTML = `
       <div class="view">
         <div class="tag"><span class="left">Before</span><span class="right">After (protected)</span></div>
-        <div class="stage"><canvas class="before"></canvas><canvas class="top after"></canvas><canvas class="top amp" hidden></canvas></div>
+        <div class="stage"><canvas class="before"></canvas><canvas class="top after"></canvas><canvas class="top amp" hidden></canvas><div class="split"></div></div>
       </div>
       <label>Before ◀ <input class="slider" type="range" min="0" max="100" value="50" aria-label="Where the split between before and after lies"> ▶ After</label>
       <label><input class="zoom" type="checkbox"> Actual size (100 %): one screen pixel per photo pixel</label>
@@ -43,6 +46,7 @@ export class RidCompare extends HTMLElement {
     this.#view = root.querySelector('.view');
     this.#tags = root.querySelector('.tag');
     this.#hint = root.querySelector('.hint');
+    this.#split = root.querySelector('.split');
     this.#slider.addEventListener('input', () => this.#clip());
     this.#mode.addEventListener('change', () => this.#showMode());
     root.querySelector('.zoom').addEventListener('change', (e) => this.#view.classList.toggle('actual', e.target.checked));
@@ -80,10 +84,12 @@ export class RidCompare extends HTMLElement {
     this.#hint.hidden = !on;
     this.#tags.querySelector('.right').textContent = on ? 'The change, amplified' : 'After (protected)';
     this.#tags.querySelector('.left').hidden = on;
+    this.#split.hidden = on;
   }
 
   #clip() {
     this.#after.style.clipPath = `inset(0 0 0 ${this.#slider.value}%)`;
+    this.#split.style.left = `${this.#slider.value}%`;
   }
 }
 
