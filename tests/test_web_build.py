@@ -41,11 +41,11 @@ def test_the_pixel_wheel_builds_with_a_python_whose_setuptools_cannot_make_wheel
 
 @pytest.fixture
 def web_copy(tmp_path) -> Path:
-    """web/ without its dist/, in a folder of its own (node_modules, scripts/ and ridpixels/ linked)."""
+    """web/ without its dist/, in a folder of its own (node_modules, scripts/, ridpixels/ and docs/ linked)."""
     web = tmp_path / "web"
     shutil.copytree(REPO / "web", web, ignore=shutil.ignore_patterns("node_modules", "dist", "dist.partial-*"))
     (web / "node_modules").symlink_to(REPO / "web" / "node_modules")
-    for name in ("scripts", "ridpixels"):
+    for name in ("scripts", "ridpixels", "docs"):  # docs/efficacy: the page for researchers
         (tmp_path / name).symlink_to(REPO / name)
     return web
 
