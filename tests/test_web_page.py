@@ -207,7 +207,8 @@ def test_webgpu_that_cannot_start_falls_back_to_the_processor(server, page):
 
 def test_offline_after_one_visit(server, browser, tmp_path):
     """One online visit; then without any network the app reloads, protects a photo, and the API
-    docs render (their files are served by this server, and kept by the service worker)."""
+    docs and the page for researchers render (their files are served by this server, and kept by
+    the service worker)."""
     context = browser.new_context()
     page = context.new_page()
     try:
@@ -221,5 +222,7 @@ def test_offline_after_one_visit(server, browser, tmp_path):
         assert "done" in rows[0].get_attribute("class"), rows[0].inner_text()
         page.goto(server + "/docs")
         page.get_by_text("/v1/protect").first.wait_for(timeout=60_000)
+        page.goto(server + "/research/")
+        assert "TAEF2" in page.inner_text("body")
     finally:
         context.close()

@@ -7,7 +7,6 @@
 // answer is used. Photos are never cached (they are POSTed to /v1/protect only in server mode);
 // model files are cached by hash by the page's worker itself (worker/models.js).
 const CACHE = 'rid-app-v2';
-const PAGES = ['/', '/v1/models', '/docs', '/openapi.json'];
 
 /** Same-origin URLs that an HTML page loads (scripts, styles, icons). */
 function loadedBy(html, base) {
@@ -23,13 +22,13 @@ async function precache() {
     await cache.put(url, response.clone());
     return response;
   };
-  const build = await (await keep('/build.json')).json();
-  const pyodide = `${build.pyodide_dir}/`;
-  const files = build.files.filter((f) => !f.startsWith(pyodide) && f !== 'sw.js').map((f) => `/${f}`);
-  const [models, docs] = await Promise.all([keep('/v1/models'), keep('/docs'), ...PAGES.filter((p) => !['/v1/models', '/docs'].includes(p)).map(keep)])
-    .then(([m, d]) => Promise.all([m.clone().json(), d.clone().text()]));
+  const [build, models, docs] = await Promise.all([
+    keep('/build.json').then((r) => r.json()), keep('/v1/models').then((r) => r.json()), keep('/docs').then((r) => r.text()),
+    keep('/'), keep('/research/'), keep('/openapi.json')]);
+  const files = build.files.filter((f) => !f.startsWith(`${build.pyodide_dir}/`) && f !== 'sw.js').map((f) => `/${f}`);
   const manifests = models.models.map((m) => new URL(m.manifest_url, self.location.origin).href);
-  await Promise.all([...new Set([...files, ...manifests, ...loadedBy(docs, new URL('/docs', self.location.origin))])].map(keep));
+  const docFiles = loadedBy(docs, new URL('/docs', self.location.origin));
+  await Promise.all([...new Set([...files, ...manifests, ...docFiles])].map(keep));
 }
 
 self.addEventListener('install', (event) => event.waitUntil(precache().then(() => self.skipWaiting())));
