@@ -33,7 +33,8 @@ class Job:
 
 def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], list[str]]:
     """Jobs for files and folders (recursive, image suffixes, case-insensitive), keeping the path
-    relative to the folder given; plus error lines for outputs that two inputs would share."""
+    relative to the folder given; plus error lines for outputs that two inputs would share or that
+    would be their own input."""
     suffix, out_root = "." + OUTPUT_FORMATS[fmt]["extension"], out_dir.resolve()
     jobs, errors, claimed = [], [], {}
     for item in inputs:
@@ -44,6 +45,9 @@ def find_jobs(inputs: list[Path], out_dir: Path, fmt: str) -> tuple[list[Job], l
             pairs = [(item, Path(item.name))]
         for src, rel in pairs:
             dst = out_dir / rel.with_suffix(suffix)
+            if dst.resolve() == src.resolve():  # a.png into its own folder: never replace (or skip as done) the original
+                errors.append(f"error: {src}: the protected copy would replace the photo itself; choose another output folder")
+                continue
             if dst in claimed:
                 errors.append(f"error: {src}: output {dst} is already taken by {claimed[dst]}")
                 continue

@@ -28,7 +28,7 @@ MAX_LONG = 2048  # the working size's cap on the longer side, for every model
 
 
 # The output formats a person may choose: the same choices in the page, its zip, `rid protect` and
-# the server (web/src/shared/formats.js mirrors this table; tests/test_browser.py holds them equal).
+# the server (web/src/shared/formats.js mirrors this table; tests/test_web_page.py holds them equal).
 # PNG and WebP are lossless; JPEG is the smaller file for upload forms with size limits, at a
 # quality whose protection the efficacy report measures (docs/efficacy).
 OUTPUT_FORMATS = {

@@ -4,6 +4,7 @@ and the real server app over HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from server_fallback.settings import WEB_DIST, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = WEB_DIST
+# A repository path or file name, where a person reads: letters on both sides of a slash
+# (ridtrain/weights, proxies/proxy-a; not 8/255).
+PATH_LIKE = re.compile(r"(?<![\w.-])[A-Za-z_][\w.-]*/[A-Za-z_][\w.-]*")
 
 
 def require_browser(missing: str | None = None):

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from bad_inputs import encode, photo, with_orientation
-from browser_env import DIST, REPO, require_browser, run_app
+from browser_env import DIST, PATH_LIKE, REPO, require_browser, run_app
 from ridexport import browser as rid_browser
 from ridexport.backends import load_backend, onnx_folder
 from ridexport.parity import FLOAT_TOL, MAX_LEVELS, MIN_IDENTICAL
@@ -215,9 +215,7 @@ def test_the_app_protects_a_batch_past_bad_files_and_zips_it(server, page, tmp_p
     assert sorted(names) == ["also good.protected.png", "good.protected.png"]
 
 
-# A repository path or file name on the page: letters on both sides of a slash (ridtrain/weights,
-# proxies/proxy-a; not 8/255), and the project's own folders and file types.
-PATH_LIKE = re.compile(r"(?<![\w.-])[A-Za-z_][\w.-]*/[A-Za-z_][\w.-]*")
+# The project's own folders and file types, on the page (PATH_LIKE: browser_env).
 REPO_WORDS = re.compile(r"ridtrain|weights/|proxies/|configs/|scripts/|\.onnx\b|\.json\b")
 # Every line the loading line showed, in order (it is empty before and after).
 RECORD_LOADING = """window.loading = [];

@@ -285,6 +285,17 @@ def test_two_inputs_for_one_output_is_an_error(model_dir, tmp_path):
     assert res.exit_code == 1 and len(error_lines(res.stderr)) == 1 and "already taken" in res.stderr
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_photo_is_never_written_over_itself(model_dir, tmp_path, overwrite):
+    """a.png protected as PNG into its own folder: an error line, the original as it was (and never
+    skipped as already done)."""
+    save(tmp_path / "a.png", rand_rgb())
+    before = (tmp_path / "a.png").read_bytes()
+    res = rid(tmp_path / "a.png", "-o", tmp_path, "--model", model_dir, *(["--overwrite"] if overwrite else []))
+    assert res.exit_code == 1 and len(error_lines(res.stderr)) == 1 and "would replace the photo itself" in res.stderr
+    assert (tmp_path / "a.png").read_bytes() == before and "0 skipped" in res.stderr
+
+
 def test_console_script_in_a_subprocess(mixed_folder, model_dir, tmp_path):
     out = tmp_path / "out"
     script = Path(sys.executable).with_name("rid")  # the console script, once `pip install -e .` made it

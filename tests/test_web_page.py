@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 import re
 import struct
 from pathlib import Path
@@ -18,7 +19,7 @@ from PIL import Image
 
 import ridpixels
 from bad_inputs import encode, header_only_jpeg, header_only_png, header_only_webp, photo
-from browser_env import REPO, require_browser, run_app
+from browser_env import PATH_LIKE, REPO, require_browser, run_app, serving
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = require_browser()
@@ -129,9 +130,8 @@ def test_the_formats_and_names_are_the_pixel_policys(server, page):
     assert got["names"] == [[ridpixels.protected_name(n, f) for n in names] for f in ridpixels.OUTPUT_FORMATS]
 
 
-# On the page a person reads: a path (letters, a slash, letters: ridtrain/weights, not 8/255), a
-# script or file of the project, or a command line.
-PATH_LIKE = re.compile(r"(?<![\w.-])[A-Za-z_][\w.-]*/[A-Za-z_][\w.-]*")
+# On the page a person reads: a path (browser_env.PATH_LIKE), a script or file of the project, or a
+# command line.
 SCRIPT = re.compile(r"\b[\w-]+\.(py|sh|mjs|js|json|onnx|yaml|safetensors)\b")
 COMMAND = re.compile(r"(^|\s)(rid|python3?|pip|npm|node|curl|bash)\s+[a-z-]+|(^|\s)--[a-z][\w-]+", re.M)
 ALL_TEXT = """() => { const parts = [document.body.innerText, document.title];
@@ -173,9 +173,14 @@ def test_a_photo_over_the_limit_says_how_large_it_is(server, page, tmp_path, fmt
 
 
 def test_the_list_clears_and_the_same_file_can_be_chosen_again(server, page, tmp_path):
+    """The same file chosen twice gives two rows; the zip names the second copy apart; the list clears."""
     run_app(page, server + "/", [("me.png", encode(photo(60, 80), "PNG"))], tmp_path)
     page.set_input_files("#files", str(tmp_path / "me.png"))
     page.wait_for_function("() => document.querySelectorAll('#photos li.done').length === 2", timeout=120_000)
+    assert [p.get_attribute("value") for p in page.locator("#photos progress").all()] == ["1", "1"]
+    with page.expect_download() as download:
+        page.click("#download-all")
+    assert sorted(zipfile.ZipFile(download.value.path()).namelist()) == ["me.protected (2).png", "me.protected.png"]
     page.click("#clear")
     assert page.locator("#photos li").count() == 0 and page.locator("#download-all").is_disabled()
     assert page.locator("rid-compare").is_hidden()
@@ -184,6 +189,9 @@ def test_the_list_clears_and_the_same_file_can_be_chosen_again(server, page, tmp
 def test_compare_says_before_and_after_and_zooms_to_100_percent(server, page, tmp_path):
     run_app(page, server + "/", [("wide.png", encode(photo(300, 1800), "PNG"))], tmp_path)
     view = page.locator("rid-compare")
+    # the view draws the pair once both are decoded (a canvas is 300 px wide before that)
+    view.evaluate("el => new Promise((done) => { const c = el.shadowRoot.querySelector('canvas.before'); "
+                  "const poll = () => (c.width === 1800 ? done() : setTimeout(poll, 50)); poll(); })")
     assert view.locator(".left").inner_text() == "Before" and view.locator(".right").inner_text() == "After (protected)"
     width = "el => el.shadowRoot.querySelector('canvas.before').getBoundingClientRect().width"
     assert view.evaluate(width) < 1800  # fitted to the page
@@ -205,17 +213,19 @@ def test_webgpu_that_cannot_start_falls_back_to_the_processor(server, page):
     assert "graphics chip could not be used here" in line.inner_text() and "--enable" not in line.inner_text()
 
 
-def test_offline_after_one_visit(server, browser, tmp_path):
-    """One online visit; then without any network the app reloads, protects a photo, and the API
-    docs and the page for researchers render (their files are served by this server, and kept by
-    the service worker)."""
+def test_offline_after_one_visit(browser, tmp_path):
+    """One online visit; then with the server stopped and the browser offline the app reloads,
+    protects a photo, and the API docs and the page for researchers render: all from what the
+    service worker kept (the server of this test alone is gone, so nothing else can answer)."""
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.goto(server + "/")
-        page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
-        page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=120_000)
-        page.evaluate("navigator.serviceWorker.ready")
+        with serving() as server:
+            page.goto(server + "/")
+            page.wait_for_selector("body[data-ready=yes]", timeout=120_000)
+            page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=120_000)
+            page.evaluate("navigator.serviceWorker.ready")
+            assert "works without a network" in page.locator("#offline").inner_text()
         context.set_offline(True)
         page.reload()
         rows = run_app(page, None, [("offline.png", encode(photo(40, 50), "PNG"))], tmp_path)

@@ -56,6 +56,16 @@ ${body}</body></html>
 `);
 }
 
+/** The service worker's cache named by a hash of the files it keeps (all but Pyodide's). */
+function stampServiceWorker(sw, skip) {
+  const hash = createHash('sha256');
+  for (const f of readdirSync(DIST, { recursive: true }).sort()) {
+    if (f.startsWith(skip) || f === 'sw.js' || !statSync(join(DIST, f)).isFile()) continue;
+    hash.update(f).update(readFileSync(join(DIST, f)));
+  }
+  writeFileSync(sw, readFileSync(sw, 'utf8').replace('__RID_BUILD__', hash.digest('hex').slice(0, 12)));
+}
+
 process.on('exit', (code) => code && rmSync(DIST, { recursive: true, force: true }));
 
 mkdirSync(`${DIST}/assets/${ORT_DIR}`, { recursive: true });
@@ -107,6 +117,7 @@ await esbuild.build({
 });
 cpSync('public', DIST, { recursive: true });
 buildResearchPage('../docs/efficacy', `${DIST}/research`);
+stampServiceWorker(`${DIST}/sw.js`, `assets/${PYODIDE_DIR}/`);
 const files = readdirSync(DIST, { recursive: true }).filter((f) => statSync(join(DIST, f)).isFile()).sort();
 writeFileSync(`${DIST}/build.json`, JSON.stringify({ worker: workerFile, onnxruntime_web: ORT.version, ort_dir: `assets/${ORT_DIR}`,
   verify_worker: verifyFile, verify_bridge: bridgeFile, pyodide: PYODIDE.version, pyodide_dir: `assets/${PYODIDE_DIR}`, pyodide_files: PYODIDE_FILES,

@@ -6,7 +6,9 @@
 // same-origin GET goes to the network first and its answer is kept; without a network the kept
 // answer is used. Photos are never cached (they are POSTed to /v1/protect only in server mode);
 // model files are cached by hash by the page's worker itself (worker/models.js).
-const CACHE = 'rid-app-v2';
+// The build's hash (build.mjs writes it): a new build is a new service worker, which keeps the new
+// build's files and drops the old ones.
+const CACHE = 'rid-app-__RID_BUILD__';
 
 /** Same-origin URLs that an HTML page loads (scripts, styles, icons). */
 function loadedBy(html, base) {
@@ -45,7 +47,8 @@ self.addEventListener('fetch', (event) => {
       const cache = await caches.open(CACHE);
       try {
         const response = await fetch(event.request);
-        if (response.ok) await cache.put(event.request, response.clone());
+        // Keeping a copy may fail (storage full): the answer is good all the same.
+        if (response.ok) event.waitUntil(cache.put(event.request, response.clone()).catch(() => {}));
         return response;
       } catch (err) {
         // A page asked for with a query (/?verify=1) is the same page.

@@ -32,7 +32,7 @@ function where(backend, threads = null) {
 }
 
 /** A file size as people read it: 950 KB, 6.4 MB. */
-export function sizeInWords(bytes) {
+function sizeInWords(bytes) {
   return bytes < 1e6 ? `${Math.max(1, Math.round(bytes / 1e3))} KB` : `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
@@ -62,7 +62,7 @@ function describeModel(manifest) {
     dd.textContent = text;
     return [dt, dd];
   }));
-  const levels = manifest.eps_levels_allowed;
+  const levels = [...manifest.eps_levels_allowed].sort((a, b) => a - b); // subtle on the left
   const slider = $('#eps');
   slider.max = String(levels.length - 1);
   slider.value = String(Math.max(0, levels.indexOf(manifest.eps_levels)));
@@ -96,7 +96,7 @@ function start() {
 
 function onProgress(p) {
   if (p.stage === 'download') showLoading(p);
-  else document.querySelector(`[data-name="${CSS.escape(p.name)}"] progress`)?.setAttribute('value', p.fraction);
+  else document.querySelector('#photos li[data-active] progress')?.setAttribute('value', p.fraction); // one photo at a time
 }
 
 async function startProtector() {
@@ -204,6 +204,7 @@ async function protectOne(file, row) {
   status.textContent = 'protecting…';
   const v = verifier; // this photo is verified if verify mode was on when it started
   const { manifest } = protector;
+  row.dataset.active = 'yes';
   try {
     const result = await protector.protect(file, { eps: strength(), format: $('#format').value, ...(v ? { float: true, input: true } : {}) });
     if (!row.isConnected) return; // the list was cleared meanwhile
@@ -237,6 +238,8 @@ async function protectOne(file, row) {
     // The worker's photo errors are plain sentences (shared/words.js); anything else is ours.
     status.textContent = err.code && err.code !== 'failed' ? err.message : `Something went wrong while protecting this photo (${err.message}).`;
     status.classList.add('error');
+  } finally {
+    delete row.dataset.active;
   }
 }
 
@@ -314,7 +317,10 @@ async function main() {
   await starting;
   // Offline use: registered once the model is ready, so that keeping the app's files for later
   // does not slow the first photo's model download.
-  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((err) => console.warn('offline mode unavailable:', err.message));
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.register('/sw.js').catch((err) => console.warn('offline mode unavailable:', err.message));
+    navigator.serviceWorker.ready.then(() => say('#offline', 'This page now works without a network too, on this device.'));
+  }
   $('#model').addEventListener('change', start);
   $('#backend-choice').addEventListener('change', start);
   document.body.dataset.ready = 'yes';

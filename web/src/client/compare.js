@@ -37,7 +37,7 @@ export class RidCompare extends HTMLElement {
         <div class="stage"><canvas class="before"></canvas><canvas class="top after"></canvas><canvas class="top amp" hidden></canvas><div class="split"></div></div>
       </div>
       <label>Before ◀ <input class="slider" type="range" min="0" max="100" value="50" aria-label="Where the split between before and after lies"> ▶ After</label>
-      <label><input class="zoom" type="checkbox"> Actual size (100 %): one screen pixel per photo pixel</label>
+      <label><input class="zoom" type="checkbox"> Actual size (100 %)</label>
       <label><input class="mode" type="checkbox"> Show the change, amplified</label>
       <p class="hint" hidden></p>`;
     [this.#before, this.#after, this.#amp] = ['.before', '.after', '.amp'].map((s) => root.querySelector(s));

@@ -118,4 +118,3 @@ export async function listModels(serverUrl = location.origin) {
 export { OUTPUT_FORMATS, protectedName } from '../shared/formats.js';
 export { MAX_PIXELS, workingSize } from '../shared/pipeline.js';
 export { seedCode } from '../shared/seed.js';
-export { plainError } from '../shared/words.js';

@@ -7,6 +7,7 @@
 // chose it with the extension of what it now holds (me.jpg -> me.png): `format`, else the first of
 // png, jpeg, webp that the input's `accept` allows.
 
+import { stemOf } from '../shared/formats.js';
 import { OUTPUT_FORMATS, createProtector, listModels } from './protector.js';
 
 /** The format a file input takes: the first of ours that its accept list allows (png if none does). */
@@ -14,14 +15,13 @@ export function formatFor(input) {
   const accept = (input?.accept ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
   if (!accept.length) return 'png';
   const takes = ([format, spec]) => accept.some((t) => t === spec.media_type || t === 'image/*' || t === `.${spec.extension}`
-    || (format === 'jpeg' && t === '.jpeg'));
+    || (format === 'jpeg' && (t === '.jpeg' || t === 'image/jpg')));
   return Object.entries(OUTPUT_FORMATS).find(takes)?.[0] ?? 'png';
 }
 
 /** The name the host's form gets: the person's own file name, with the extension of its new content. */
 function hostName(name, format) {
-  const dot = name.lastIndexOf('.');
-  return `${dot > 0 ? name.slice(0, dot) : name}.${OUTPUT_FORMATS[format].extension}`;
+  return `${stemOf(name)}.${OUTPUT_FORMATS[format].extension}`;
 }
 import { sheetOf } from './sheets.js';
 

@@ -1,5 +1,5 @@
 // The output formats a person may choose, and the protected copy's name: ridpixels.OUTPUT_FORMATS
-// and ridpixels.protected_name, mirrored (tests/test_browser.py holds them equal). PNG and WebP are
+// and ridpixels.protected_name, mirrored (tests/test_web_page.py holds them equal). PNG and WebP are
 // lossless; JPEG is the smaller file for upload forms with size limits.
 
 export const OUTPUT_FORMATS = {
@@ -8,12 +8,16 @@ export const OUTPUT_FORMATS = {
   webp: { extension: 'webp', media_type: 'image/webp', lossless: true },
 };
 
+/** A file name without its folder and its extension ('photo' when nothing is left). */
+export function stemOf(name) {
+  const base = String(name).replaceAll('\\', '/').split('/').pop();
+  const dot = base.lastIndexOf('.');
+  return (dot > 0 ? base.slice(0, dot) : base) || 'photo';
+}
+
 /** NAME.protected.EXT: never mistaken for (or saved over) the original. */
 export function protectedName(name, format = 'png') {
   const spec = OUTPUT_FORMATS[format];
   if (!spec) throw new Error(`unknown format ${format}; choose one of ${Object.keys(OUTPUT_FORMATS).join(', ')}`);
-  const base = String(name).replaceAll('\\', '/').split('/').pop();
-  const dot = base.lastIndexOf('.');
-  const stem = dot > 0 ? base.slice(0, dot) : base;
-  return `${stem || 'photo'}.protected.${spec.extension}`;
+  return `${stemOf(name)}.protected.${spec.extension}`;
 }

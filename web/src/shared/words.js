@@ -17,6 +17,7 @@ export function plainError(code, { pixels = null } = {}) {
       return `This photo is too large (${pixels ? `${megapixels(pixels)}; ` : ''}the limit is ${megapixels(MAX_PIXELS)}).`;
     case 'alpha_not_supported': return 'This photo has transparent parts, which JPEG cannot keep: choose PNG.';
     case 'alpha_needs_png': return 'This photo has transparent parts, which only PNG keeps exactly here: choose PNG.';
+    case 'format_unavailable': return 'This browser cannot write that kind of file exactly: choose PNG.';
     case 'body_too_large': return 'This file is too large to send to the server.';
     case 'rate_limited': case 'overloaded': return 'The server is busy: try again in a minute.';
     default: return null;

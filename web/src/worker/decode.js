@@ -40,7 +40,7 @@ function complete(bytes, kind) {
 
 /** { width, height } from the file's header, before any pixel is decoded; null where the header
  * cannot be read (the decoder then judges the file). Orientation does not change W*H. */
-export function headerSize(bytes, kind) {
+function headerSize(bytes, kind) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const size = (width, height) => ({ width, height });
   if (kind === 'png') return bytes.length >= 24 ? size(view.getUint32(16), view.getUint32(20)) : null;

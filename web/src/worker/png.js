@@ -25,7 +25,7 @@ function crc32(bytes) {
 }
 
 /** Rows of `pixels` (height rows of width * channels bytes), each prefixed by its filter type. */
-export function filterRows(pixels, width, height, channels) {
+function filterRows(pixels, width, height, channels) {
   const stride = width * channels;
   const out = new Uint8Array(height * (stride + 1));
   const candidates = Array.from({ length: 5 }, () => new Uint8Array(stride));

@@ -154,15 +154,41 @@ async function encode(rgba, width, height, hasAlpha, format) {
     }
     return encodePng(rgb, width, height, 3);
   }
-  // A canvas keeps colour premultiplied by alpha, so it changes what lies under transparent parts.
-  if (hasAlpha) throw new ImageError(format === 'jpeg' ? 'alpha_not_supported' : 'alpha_needs_png', `${format} cannot keep this photo's alpha exactly`);
   const canvas = new OffscreenCanvas(width, height);
   canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), width, height), 0, 0);
   const spec = OUTPUT_FORMATS[format];
-  // Chromium writes lossless WebP at quality 1 (tests/test_browser.py checks it value for value).
+  // Chromium writes lossless WebP at quality 1 (tests/test_web_page.py checks it value for value;
+  // canEncode checks it once in whatever browser this is).
   const blob = await canvas.convertToBlob({ type: spec.media_type, quality: spec.lossless ? 1 : spec.quality / 100 });
-  if (blob.type !== spec.media_type) throw new Error(`this browser cannot write ${format} (it gave ${blob.type})`);
+  if (blob.type !== spec.media_type) throw new ImageError('format_unavailable', `this browser cannot write ${format} (it gave ${blob.type})`);
   return new Uint8Array(await blob.arrayBuffer());
+}
+
+/** Why this photo cannot be written as `format` here, before any work is spent on it: a canvas
+ * keeps colour premultiplied by alpha, so it would change what lies under transparent parts (JPEG
+ * has no alpha at all); and a browser whose WebP is not lossless. */
+async function checkFormat(format, hasAlpha) {
+  if (format === 'png') return;
+  if (hasAlpha) throw new ImageError(format === 'jpeg' ? 'alpha_not_supported' : 'alpha_needs_png', `${format} cannot keep this photo's alpha exactly`);
+  if (OUTPUT_FORMATS[format].lossless && !(await canEncode(format))) throw new ImageError('format_unavailable', `this browser's ${format} is not lossless`);
+}
+
+const losslessHere = {}; // format -> Promise<boolean>
+
+/** Whether this browser writes `format` without loss: a small opaque test pattern, encoded and decoded. */
+function canEncode(format) {
+  losslessHere[format] ??= (async () => {
+    const [w, h] = [8, 4];
+    const pixels = new Uint8ClampedArray(w * h * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 37) % 256));
+    const canvas = new OffscreenCanvas(w, h);
+    canvas.getContext('2d').putImageData(new ImageData(pixels, w, h), 0, 0);
+    const blob = await canvas.convertToBlob({ type: OUTPUT_FORMATS[format].media_type, quality: 1 });
+    if (blob.type !== OUTPUT_FORMATS[format].media_type) return false;
+    const back = new OffscreenCanvas(w, h).getContext('2d', { willReadFrequently: true });
+    back.drawImage(await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' }), 0, 0);
+    return back.getImageData(0, 0, w, h).data.every((v, i) => v === pixels[i]);
+  })().catch(() => false);
+  return losslessHere[format];
 }
 
 async function protectOnServer(bytes, name, epsLevels, seed, format) {
@@ -245,6 +271,7 @@ async function onProtect({ id, buffer, name, eps, float, seed, input, format = '
       const stages = {};
       let t = performance.now();
       const image = await decode(bytes, MAX_PIXELS);
+      await checkFormat(format, image.hasAlpha);
       stages.decode = performance.now() - t;
       const { out, floats, plan } = await protectLocal(state.runner, state.manifest, image, epsLevels, float, progress, fixed, stages);
       t = performance.now();
