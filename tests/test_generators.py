@@ -213,3 +213,49 @@ def test_randomised_budget():
     gen = build_generator("rid-s", pattern=16, code_dim=16)
     assert count_params(gen) - count_params(build_generator("rid-s", pattern=16)) < 15_000  # the web file's 2 MB
     assert count_params(gen) <= 2_000_000 and count_flops(gen, 512) <= 5e9
+
+
+def test_the_texture_mask_keeps_the_floor_on_flat_parts_and_all_of_delta_on_texture():
+    from ridtrain.defender.mask import TextureMask
+
+    mask = TextureMask(window=7, offset=1.5, scale=6.0, floor=0.05)
+    torch.manual_seed(0)
+    x = torch.full((1, 3, 64, 64), 0.5)
+    x[..., 32:] += torch.randn(1, 1, 64, 32) * 30 / 255  # a textured right half: luma std ~30 levels
+    m = mask(x.clamp(0, 1))
+    assert m.shape == (1, 1, 64, 64)
+    # the two passes of a 7-px window reach 6 px across the edge at column 32
+    assert (m[..., :, :26] == 0.05).all() and (m[..., :, 38:] == 1).all()
+    # A smooth gradient hides nothing (a sky's): it counts as flat, however steep (4 levels a pixel).
+    grey_ramp = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64)
+    assert (mask(grey_ramp)[..., 8:-8, 8:-8] == 0.05).all()
+
+
+def test_a_masked_generator_scales_delta_by_the_mask_and_exports_it(tmp_path):
+    """delta = eps * tanh(raw) * mask(x), bounded by eps; the exported graph computes the same
+    (onnxruntime against torch), with only allow-listed operators."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from ridexport.graph import check_graph, export_onnx
+
+    torch.manual_seed(0)
+    gen = build_generator("rid-s", unshuffle=8, channels=(16,), blocks=(1,), up_blocks=(), code_dim=16, wave_field=5,
+                          texture_mask={})
+    torch.nn.init.normal_(gen.head.weight, std=0.2)
+    plain = build_generator("rid-s", unshuffle=8, channels=(16,), blocks=(1,), up_blocks=(), code_dim=16, wave_field=5)
+    plain.load_state_dict(gen.state_dict())
+    x = torch.rand(1, 3, 64, 96)
+    x[..., :, :48] = 0.5  # a flat left half
+    code, eps = gen.random_code(1), 8 / 255
+    with torch.no_grad():
+        masked, unmasked = gen(x, eps, code), plain(x, eps, code)
+    assert torch.allclose(masked, unmasked * gen.mask(x)) and masked.abs().max() <= eps
+    assert masked[..., 8:-8, 4:40].abs().max() <= 0.05 * eps + 1e-7 < unmasked[..., 8:-8, 4:40].abs().max()
+    gen.save_pretrained(tmp_path / "masked")
+    assert load_generator(tmp_path / "masked").config.texture_mask == {}  # the mask's settings travel in config.json
+    path = export_onnx(gen, tmp_path / "masked.onnx")
+    check_graph(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["delta"], {"image": x.numpy(), "eps": np.array([eps], np.float32), "code": code.numpy()})[0]
+    assert np.abs(got - masked.numpy()).max() <= 1e-6

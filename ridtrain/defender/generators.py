@@ -24,6 +24,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from ridtrain.bundled import DEFAULT_MODEL, resolve_model_path
+from ridtrain.defender.mask import TextureMask
 from ridtrain.pixels import MAX_LONG
 
 ALLOWED_EPS = (4, 8, 12, 16)  # 8-bit levels: eps=8 means 8/255 on the [0,1] scale
@@ -69,7 +70,8 @@ class _Generator(ModelMixin, ConfigMixin):
         eps = self.config.eps / 255.0 if eps is None else eps
         if self.code_dim:
             code = self.random_code(len(x), x.device) if code is None else code.to(x.device, x.dtype).expand(x.shape[0], -1)
-        return eps * torch.tanh(self.raw(x, code))
+        delta = eps * torch.tanh(self.raw(x, code))
+        return delta * self.mask(x) if getattr(self, "mask", None) is not None else delta
 
     def protect(self, x: torch.Tensor, eps: float | None = None, code: torch.Tensor | None = None) -> torch.Tensor:
         return (x + self(x, eps, code)).clamp(0.0, 1.0)
@@ -117,6 +119,7 @@ class CompactGenerator(_Generator):
         code_tiles: int = 4,
         tile_field: bool = False,
         wave_field: int = 0,
+        texture_mask: dict | None = None,
     ):
         super().__init__()
         check_eps(eps)
@@ -180,6 +183,9 @@ class CompactGenerator(_Generator):
             self.wave_proj = nn.Conv2d(wave_field, channels[0], 1)
             nn.init.zeros_(self.wave_proj.weight)
             nn.init.zeros_(self.wave_proj.bias)
+        # With `texture_mask` (TextureMask's settings, {} for its defaults), delta is scaled down
+        # where the photo is flat (ridtrain/defender/mask.py). No weights: any generator takes one.
+        self.mask = TextureMask(**texture_mask) if texture_mask is not None else None
 
     def raw(self, x, code=None):
         h = self.stem(self.to_space(2 * x - 1))  # (N, c0, H/r, W/r)
