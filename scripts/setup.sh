@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Create .venv and install the toolkit with its test and face-scoring extras; build the web app (web/dist); and, on a
+# Create .venv and install the toolkit with its test, face-scoring and purifier extras; build the web app (web/dist); and, on a
 # Debian machine where we are root, install Debian's chromium and qemu-user for the tests. torch is
 # installed first and pinned (constraints.txt) so that pip never resolves a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet -c constraints.txt torch
-.venv/bin/pip install --quiet -c constraints.txt -e '.[test,faces]'
+.venv/bin/pip install --quiet -c constraints.txt -e '.[test,faces,purifiers]'
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 # Debian packages: chromium (the browser tests), qemu-user (int8 on a second CPU model), mate-backgrounds (photos
 # for the training corpus, rid data build-corpus), plasma-workspace-wallpapers (94 MB download, 93 MB installed:

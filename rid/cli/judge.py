@@ -73,7 +73,9 @@ def evaluate(
     purifications: Optional[List[str]] = typer.Option(
         None, "--purify", help="Also measure after an attacker's purification of clean and protected photos (repeatable): "
         f"jpeg95, {DOWNLOAD_JPEG} (the app's JPEG download), jpeg85, jpeg75, resize0.5, blur1, subtract-public-model, subtract-mean-delta, subtract-periodic-mean, "
-        "subtract-tile-fit, subtract-code-search (ridtrain/attacker/purify.py)."),
+        "subtract-tile-fit, subtract-code-search; models an attacker can download: ffdnet (FFDNet, sigma 8), noise+ffdnet "
+        "(noise sigma 8, then FFDNet at sigma 12), noisy-upscale (half size, noise sigma 4, waifu2x 2x), from the "
+        "'purifiers' extra (ridtrain/attacker/purify.py)."),
     mean_delta_images: Optional[Path] = typer.Option(
         None, "--mean-delta-images", help="subtract-mean-delta: other photos (the first 16, sorted) whose mean delta is subtracted."),
     mean_delta_protected: Optional[Path] = typer.Option(

