@@ -8,8 +8,8 @@ training proxies and each held-out (black-box) one, and what is left after an at
     python bench/efficacy_report.py --model default --latent taef2 --images runs/corpus/heldout --out docs/efficacy
 
 With --latent (a real model's encoder: taef2, FLUX.2's, vendored) it also prints the latent table of
-bench/latent_report.py (RID, encoder PGD-50 and -200, noise; the purification set; PSNR, SSIM,
-speed) into latent.json, with taef2-decoded.png: what the attacker's model sees of each photo.
+bench/latent_report.py (RID, encoder PGD-50 and -200, noise; the decoded damage, D(E(x')) against
+D(E(x)); the purification set; PSNR, SSIM, speed) into latent.json, with taef2-decoded.png: what the attacker's model sees of each photo.
 Without -t it prints that table alone.
 
 Methods, all at the same eps: RID (the model, through `rid protect`, a fresh seed per photo), AdvDM
@@ -31,6 +31,8 @@ and back, Gaussian blur sigma 1, and the five that subtract an estimate of delta
   other photo);
 - subtract-tile-fit: the model's tiles, read from its weights, fitted to each cell of each photo;
 - subtract-code-search: the model's delta for the code a gradient search finds in each photo.
+And three models an attacker can download (ridtrain/attacker/pretrained.py): ffdnet, noise+ffdnet
+and noisy-upscale (FFDNet; noise, then FFDNet; half size, noise, waifu2x 2x).
 For subtract-mean-delta RID's 16 photos are protected with fresh seeds, and AdvDM-200's mean delta
 comes from AdvDM runs of --mean-delta-advdm-steps (default 50: 16 more AdvDM-200 runs, each 280 s
 a photo against three proxies in the 2026-12-02 report, are too slow for 2 cores); other

@@ -6,7 +6,14 @@ at each --pgd-steps (`rid attack --method encoder`, steps of 1/255) and Gaussian
 L2. Measure: |E(x') - E(x)| / |E(x)| at --latent-side, mean over the photos; then the same after each
 purification, applied to clean and protected photos alike, as % kept. The first purification is the
 app's JPEG download (purify.DOWNLOAD_JPEG, at ridpixels.OUTPUT_FORMATS' quality): the shift left when
-a person downloads the smaller file, beside the unpurified shift, which is the lossless PNG's.
+a person downloads the smaller file, beside the unpurified shift, which is the lossless PNG's. The
+last three are models an attacker can download (ffdnet, noise+ffdnet, noisy-upscale:
+ridtrain/attacker/pretrained.py).
+
+Beside the shift, the decoded damage: PSNR and SSIM of D(E(x')) against D(E(x)) through the encoder's
+decoder (TAEF2's), at --latent-side, mean over the photos: what a model fine-tuned on these latents
+would reproduce of the change. Lower is stronger protection. The Gaussian row gets it too, with the
+noise the latent table draws.
 Encoder PGD costs minutes a photo here, so its protected photos are kept in --pgd-cache (committed)
 with their seconds, keyed by the photos' bytes and the settings: a re-run after retraining RID
 evaluates RID alone.
@@ -23,14 +30,14 @@ import numpy as np
 
 from ridtrain import pixels
 from ridtrain.attacker.attacks import run_attack
-from ridtrain.attacker.evaluate import check_disjoint, evaluate, mean_delta_pairs
+from ridtrain.attacker.evaluate import check_disjoint, conditions, evaluate, mean_delta_pairs
 from ridtrain.attacker.purify import DOWNLOAD_JPEG, DOWNLOAD_JPEG_QUALITY, MEAN_DELTA_PHOTOS, PurifyContext, mean_working_delta
-from ridtrain.data import find_images
-from ridtrain.diffusion.taef2 import load_encoders, load_taef2
+from ridtrain.data import DATA_MULTIPLE, find_images
+from ridtrain.diffusion.taef2 import FOLDER, load_encoders, load_taef2
 
 # the app's JPEG download first (beside the unpurified, lossless shift), then the attacker's purifications
 LATENT_PURIFICATIONS = tuple(dict.fromkeys((DOWNLOAD_JPEG, "jpeg75", "resize0.5", "subtract-public-model", "subtract-mean-delta",
-                                            "subtract-periodic-mean", "subtract-tile-fit")))
+                                            "subtract-periodic-mean", "subtract-tile-fit", "ffdnet", "noise+ffdnet", "noisy-upscale")))
 LABELS = {DOWNLOAD_JPEG: f"{DOWNLOAD_JPEG} (JPEG download)"}  # column heads: the app's download says so
 DOWNLOAD_NOTE = (f"the app's JPEG download (ridpixels.OUTPUT_FORMATS['jpeg']: quality {DOWNLOAD_JPEG_QUALITY}, Pillow 4:2:0): "
                  "the protected photo as a person downloads the smaller file, against the clean photo through the same "
@@ -94,6 +101,46 @@ def purifications_for(method: str, context: PurifyContext) -> list[str]:
             if not (p == "subtract-mean-delta" and context.mean_delta is None) and not (p == "subtract-tile-fit" and context.tiles is None)]
 
 
+def load_decoders(names) -> dict:
+    """Per --latent encoder, the decoder that goes with it: TAEF2's for "taef2", a folder's own
+    taef2_decoder.pth, or None (no decoded damage for that encoder)."""
+    out = {}
+    for name in names:
+        folder = FOLDER if str(name) == "taef2" else Path(name)
+        out[name] = load_taef2("decoder", folder) if (folder / "taef2_decoder.pth").is_file() else None
+    return out
+
+
+def decoded_damage(files, root: Path, folder: Path, side: int, encoders: dict, decoders: dict, eps: int,
+                   gaussian: bool = False, seed: int = 0) -> dict:
+    """Per encoder with a decoder, the mean over the photos of PSNR (dB, on [0, 1]) and SSIM (11x11,
+    kornia) of D(E(x')) against D(E(x)), both clamped to [0, 1], with x and x' read as the latent
+    table reads them (ridtrain.attacker.evaluate: the working size at `side`, multiples of 8). With
+    `gaussian`, also for the Gaussian noise of the protected delta's L2 that evaluate() draws for
+    photo i (evaluate.conditions with the seed LatentShifts.add uses), under "gaussian"."""
+    import torch
+    from kornia.metrics import ssim
+
+    sums = {name: {} for name, decoder in decoders.items() if decoder is not None}
+    for i, path in enumerate(files):
+        clean = pixels.working_image(pixels.to_float(pixels.load_image(path).rgb), side, DATA_MULTIPLE)
+        match = folder / path.relative_to(root).with_suffix(".png")
+        protected = pixels.working_image(pixels.to_float(pixels.load_image(match).rgb), side, DATA_MULTIPLE)
+        others = {"protected": protected}
+        if gaussian:
+            others["gaussian"] = conditions(clean, protected, eps / 255, torch.Generator().manual_seed(seed + 1_000_003 * i + 1))["gaussian"]
+        for name in sums:
+            with torch.no_grad():
+                seen = decoders[name](encoders[name](clean)).clamp(0, 1)
+                for what, x in others.items():
+                    back = decoders[name](encoders[name](x)).clamp(0, 1)
+                    mse = (back - seen).pow(2).mean().item()
+                    stats = sums[name].setdefault(what, {"psnr": 0.0, "ssim": 0.0})
+                    stats["psnr"] += (float("inf") if mse == 0 else -10 * np.log10(mse)) / len(files)
+                    stats["ssim"] += ssim(back, seen, 11).mean().item() / len(files)
+    return sums
+
+
 def cached(cache: Path, key: dict, folders, run):
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for folder in folders:
@@ -115,6 +162,7 @@ def latent_report(args, files, root: Path, rid_folder: Path, rid_seconds: float,
     RID's shift is given as a % of the first of --pgd-steps (the reference). `attacker_key` is the
     content hash of the public model, which the subtracting purifications run on every method."""
     encoders = {name: enc for name, enc in zip(args.latent, load_encoders(args.latent))}
+    decoders = load_decoders(args.latent)
     protected, seconds = {"RID": rid_folder}, {"RID": rid_seconds}
     for steps in args.pgd_steps:
         folder, per_photo = pgd_images(files, root, args.latent, args, steps)
@@ -125,11 +173,13 @@ def latent_report(args, files, root: Path, rid_folder: Path, rid_seconds: float,
         names = purifications_for(method, ctx[method])
         key = {"method": method, "eps": args.eps, "side": args.latent_side, "encoders": args.latent, "purifications": names,
                "public_model": attacker_key,
-               "mean_delta": None if ctx[method].mean_delta is None else hashlib.sha256(ctx[method].mean_delta.tobytes()).hexdigest()}
+               "mean_delta": None if ctx[method].mean_delta is None else hashlib.sha256(ctx[method].mean_delta.tobytes()).hexdigest(),
+               "decoded": [name for name, decoder in decoders.items() if decoder is not None]}
         # RID and subtract-public-model draw fresh seeds, so RID's set is new on every run and is evaluated again
-        reports[method] = cached(args.work / "evaluations", key, [root, folder], lambda: evaluate(
-            [], root, protected_dir=folder, eps_levels=args.eps, purifications=names, context=ctx[method],
-            encoders=encoders, latent_side=args.latent_side))
+        reports[method] = cached(args.work / "evaluations", key, [root, folder], lambda: {
+            **evaluate([], root, protected_dir=folder, eps_levels=args.eps, purifications=names, context=ctx[method],
+                       encoders=encoders, latent_side=args.latent_side),
+            "decoded": decoded_damage(files, root, folder, args.latent_side, encoders, decoders, args.eps, gaussian=method == "RID")})
     rows = {}
     for name in args.latent:
         rows[name] = {}
@@ -138,10 +188,19 @@ def latent_report(args, files, root: Path, rid_folder: Path, rid_seconds: float,
             rows[name][method] = {"shift": lat["shift"][name]["protected"], "gaussian_same_l2": lat["shift"][name]["gaussian"],
                                   "purified": {p: lat["purified"][p][name] for p in lat.get("purified", {})},
                                   "kept_pct": {p: lat["kept_pct"][p][name] for p in lat.get("kept_pct", {})},
-                                  "psnr": report["delta"]["psnr"], "ssim": report["delta"]["ssim"], "seconds": seconds[method]}
-        rows[name]["Gaussian (RID's L2)"] = {"shift": rows[name]["RID"]["gaussian_same_l2"]}
+                                  "psnr": report["delta"]["psnr"], "ssim": report["delta"]["ssim"], "seconds": seconds[method],
+                                  **decoded_fields(report, name, "protected")}
+        rows[name]["Gaussian (RID's L2)"] = {"shift": rows[name]["RID"]["gaussian_same_l2"], **decoded_fields(reports["RID"], name, "gaussian")}
+    notes["decoded"] = ("decoded PSNR and SSIM: D(E(x')) against D(E(x)) through the encoder's decoder (TAEF2's) at the latent "
+                        "side, mean over the photos; lower is stronger protection")
     return {"side": args.latent_side, "eps_levels": args.eps, "images": [str(f.relative_to(root)) for f in files],
             "reference": f"encoder-PGD-{args.pgd_steps[0]}", "rows": rows, "notes": notes}, protected
+
+
+def decoded_fields(report: dict, encoder: str, what: str) -> dict:
+    """decoded_psnr and decoded_ssim of one row, None where the encoder has no decoder."""
+    stats = report["decoded"].get(encoder, {}).get(what)
+    return {"decoded_psnr": stats and stats["psnr"], "decoded_ssim": stats and stats["ssim"]}
 
 
 def print_latent(latent: dict) -> None:
@@ -150,16 +209,20 @@ def print_latent(latent: dict) -> None:
         ref = rows[latent["reference"]]["shift"]
         print(f"\n{name}: relative latent shift |E(x') - E(x)| / |E(x)| at side {latent['side']}, eps {latent['eps_levels']}, "
               f"{len(latent['images'])} photos; purified: the shift left, and % of the unpurified shift kept")
-        head = f"{'method':20}{'shift':>7}{'noise':>7}{'x noise':>8}{'% ' + latent['reference'][8:]:>9}" + "".join(f"{LABELS.get(p, p):>24}" for p in LATENT_PURIFICATIONS)
+        print("dec PSNR, dec SSIM: D(E(x')) against D(E(x)) through the decoder (lower is stronger); "
+              "PSNR, SSIM: the protected photo against the clean one")
+        head = (f"{'method':20}{'shift':>7}{'noise':>7}{'x noise':>8}{'% ' + latent['reference'][8:]:>9}{'dec PSNR':>9}{'dec SSIM':>9}"
+                + "".join(f"{LABELS.get(p, p):>24}" for p in LATENT_PURIFICATIONS))
         print(head + f"{'PSNR':>6}{'SSIM':>7}{'s/photo':>9}")
         for method, row in rows.items():
+            decoded = f"{fmt(row.get('decoded_psnr'), '.1f'):>9}{fmt(row.get('decoded_ssim'), '.3f'):>9}"
             if "purified" not in row:
-                print(f"{method:20}{row['shift']:>7.3f}{'':>7}{'':>8}{100 * row['shift'] / ref:>8.0f}%")
+                print(f"{method:20}{row['shift']:>7.3f}{'':>7}{'':>8}{100 * row['shift'] / ref:>8.0f}%" + decoded)
                 continue
             cells = "".join(f"{fmt(row['purified'].get(p), '.3f') + ' (' + fmt(row['kept_pct'].get(p), '.0f') + ' %)':>24}"
                             if p in row["purified"] else f"{'n/a':>24}" for p in LATENT_PURIFICATIONS)
             print(f"{method:20}{row['shift']:>7.3f}{row['gaussian_same_l2']:>7.3f}{row['shift'] / row['gaussian_same_l2']:>7.1f}x"
-                  f"{100 * row['shift'] / ref:>8.0f}%" + cells + f"{row['psnr']:>6.1f}{row['ssim']:>7.3f}{row['seconds']:>9.3f}")
+                  f"{100 * row['shift'] / ref:>8.0f}%" + decoded + cells + f"{row['psnr']:>6.1f}{row['ssim']:>7.3f}{row['seconds']:>9.3f}")
         for method, row in rows.items():
             if method != "RID" and "seconds" in row:
                 print(f"RID is {row['seconds'] / rows['RID']['seconds']:,.0f}x faster than {method} per photo")

@@ -1,5 +1,6 @@
-"""bench/efficacy_report.py --latent: the TAEF2 table, run as a script on a small randomised generator,
-one held-out photo and a small latent side, so that it is quick."""
+"""bench/efficacy_report.py --latent: the TAEF2 table (the shift, the decoded damage, the purifications, the
+downloadable purifiers among them), run as a script on a small randomised generator, one held-out photo
+and a small latent side, so that it is quick."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from PIL import Image
 
 from ridpixels import OUTPUT_FORMATS
 
@@ -27,7 +30,9 @@ def test_the_latent_table_compares_rid_with_encoder_pgd_and_noise(perturbed_gene
     model = perturbed_generator(0.05, unshuffle=8, channels=(16,), blocks=(1,), up_blocks=(), code_dim=16, wave_field=5)
     photos = tmp_path / "corpus" / "heldout"
     photos.mkdir(parents=True)
-    shutil.copyfile(corpus / "heldout" / "grace_hopper.jpg", photos / "grace_hopper.jpg")
+    # at half size (256x300): the downloadable purifiers run at the photo's full size, seven times a photo here
+    with Image.open(corpus / "heldout" / "grace_hopper.jpg") as im:
+        im.reduce(2).save(photos / "grace_hopper.jpg", quality=95)
     shutil.copytree(corpus / "train", tmp_path / "corpus" / "train")
     out, cache = tmp_path / "out", tmp_path / "cache"
     printed = run_report(model, photos, tmp_path / "work", out, cache)
@@ -40,12 +45,20 @@ def test_the_latent_table_compares_rid_with_encoder_pgd_and_noise(perturbed_gene
     # RID gets every purification, the app's JPEG download first; encoder PGD has no mean delta; a model
     # without tiles has no tile fit
     download = f"jpeg{OUTPUT_FORMATS['jpeg']['quality']}"
+    downloadable = {"ffdnet", "noise+ffdnet", "noisy-upscale"}  # models an attacker can download
     assert set(rows["RID"]["purified"]) == {download, "jpeg75", "resize0.5", "subtract-public-model", "subtract-mean-delta",
-                                            "subtract-periodic-mean"}
+                                            "subtract-periodic-mean", *downloadable}
+    assert downloadable <= set(rows["encoder-PGD-2"]["purified"]) and all(rows["RID"]["purified"][p] > 0 for p in downloadable)
     assert download in rows["encoder-PGD-2"]["purified"] and "JPEG download" in latent["notes"][download]
     assert f"{download} (JPEG download)" in printed
     assert "subtract-mean-delta" not in rows["encoder-PGD-2"]["purified"]
     assert "no tiles" in latent["notes"]["subtract-tile-fit"]
+    # the decoded damage, D(E(x')) against D(E(x)) through TAEF2's decoder, for every row: encoder PGD's
+    # larger delta does more of it than the Gaussian noise of RID's small L2
+    for method, row in rows.items():
+        assert row["decoded_psnr"] > 10 and 0 < row["decoded_ssim"] <= 1, (method, row)
+    assert rows["encoder-PGD-4"]["decoded_psnr"] < rows["Gaussian (RID's L2)"]["decoded_psnr"]
+    assert "dec PSNR" in printed and "decoded" in latent["notes"]
     assert (out / "taef2-decoded.png").stat().st_size > 10_000
     assert "RID is" in printed and "faster than encoder-PGD-2" in printed
 
