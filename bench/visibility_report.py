@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from ridexport.backends import load_backend
-from ridtrain.attacker.visibility import FLAT_STD, SIGMA, WINDOW, flat_mask, psnr, visibility
+from ridtrain.attacker.evaluate import delta_stats
+from ridtrain.attacker.visibility import FLAT_STD, SIGMA, WINDOW, flat_mask, visibility
 from ridtrain.corpus import MATE_BACKGROUNDS
 from ridtrain.pixels import load_image
 
@@ -121,7 +122,7 @@ def main() -> None:
         per_seed = []
         for seed in seeds:
             out = protector.protect_array(rgb, args.eps, seed)
-            per_seed.append({**visibility(rgb, out).as_dict(), "psnr": psnr(rgb, out)})
+            per_seed.append({**visibility(rgb, out).as_dict(), "psnr": delta_stats(rgb, out)["psnr"]})
             if args.figure and name == args.sky and not figure_done:
                 write_figure(args.figure, name, rgb, out, args.eps)
                 figure_done = True

@@ -112,9 +112,3 @@ def visibility(original: np.ndarray, protected: np.ndarray, window: int = WINDOW
     return Visibility(flat_fraction=float(flat.double().mean()), flat_smooth_rms=rms(s[:1], flat),
                       textured_smooth_rms=rms(s[:1], ~flat), flat_raw_rms=rms(d[:1], flat),
                       textured_raw_rms=rms(d[:1], ~flat), flat_smooth_rms_rgb=rms(s[1:], flat))
-
-
-def psnr(original: np.ndarray, protected: np.ndarray) -> float:
-    """PSNR in dB over all channels, peak 255."""
-    mse = float(np.mean((np.asarray(original, np.float64) - np.asarray(protected, np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
